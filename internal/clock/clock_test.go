@@ -1,0 +1,190 @@
+package clock
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package if any test leaves a goroutine behind.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestCoarseAdvances(t *testing.T) {
+	c := NewCoarse(time.Millisecond)
+	defer c.Stop()
+
+	start := c.Now()
+	deadline := time.Now().Add(time.Second)
+	for c.Now() <= start {
+		if time.Now().After(deadline) {
+			t.Fatalf("Now stayed at %d for 1s with 1ms resolution", start)
+		}
+		time.Sleep(100 * time.Microsecond) // poll interval, not synchronisation
+	}
+}
+
+func TestCoarseDefaultResolution(t *testing.T) {
+	c := NewCoarse(0)
+	defer c.Stop()
+	start := c.Now()
+	deadline := time.Now().Add(time.Second)
+	for c.Now() <= start {
+		if time.Now().After(deadline) {
+			t.Fatal("clock with default resolution did not advance within 1s")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+func TestCoarseMonotonic(t *testing.T) {
+	c := NewCoarse(50 * time.Microsecond)
+	defer c.Stop()
+
+	// Readers check Now never goes back while others call Precise, which
+	// races with the ticker's stores.
+	var wg sync.WaitGroup
+	errs := make(chan int64, 8)
+	for g := 0; g < 4; g++ {
+		precise := g%2 == 0
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := int64(-1)
+			for i := 0; i < 50_000; i++ {
+				var v int64
+				if precise && i%8 == 0 {
+					v = c.Precise()
+				} else {
+					v = c.Now()
+				}
+				if v < last {
+					errs <- last - v
+					return
+				}
+				last = v
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for back := range errs {
+		t.Errorf("clock went back by %dns", back)
+	}
+}
+
+func TestCoarsePreciseTracksRealTime(t *testing.T) {
+	c := NewCoarse(time.Hour) // the ticker never fires during the test
+	defer c.Stop()
+
+	before := time.Now()
+	p := c.Precise()
+	if got := c.Now(); got != p {
+		t.Fatalf("Now = %d after Precise = %d, want equal", got, p)
+	}
+	for time.Since(before) < 2*time.Millisecond {
+		// let real time pass
+	}
+	p2 := c.Precise()
+	if elapsed := time.Since(before); p2-p > int64(elapsed) || p2-p < int64(2*time.Millisecond) {
+		t.Fatalf("Precise advanced %v, real time %v", time.Duration(p2-p), elapsed)
+	}
+}
+
+func TestCoarseStop(t *testing.T) {
+	c := NewCoarse(time.Millisecond)
+
+	// Concurrent and repeated Stop must neither panic nor block.
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Stop()
+		}()
+	}
+	wg.Wait()
+	c.Stop()
+	goleak.VerifyNone(t)
+
+	// Now is frozen; Precise still works and moves Now forward.
+	frozen := c.Now()
+	deadline := time.Now().Add(time.Second)
+	for {
+		p := c.Precise()
+		if p > frozen {
+			if c.Now() != p {
+				t.Fatalf("Now = %d after Precise = %d", c.Now(), p)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Precise did not advance after Stop")
+		}
+	}
+	if got := c.Now(); got < frozen {
+		t.Fatalf("Now went back after Stop: %d < %d", got, frozen)
+	}
+}
+
+func TestCoarseNowDoesNotAllocate(t *testing.T) {
+	c := NewCoarse(time.Millisecond)
+	defer c.Stop()
+	var s Source = c
+	if n := testing.AllocsPerRun(1000, func() { _ = s.Now() }); n != 0 {
+		t.Fatalf("Now allocates %v times, want 0", n)
+	}
+}
+
+func TestManual(t *testing.T) {
+	var m Manual
+	if m.Now() != 0 {
+		t.Fatalf("zero Manual reads %d", m.Now())
+	}
+	m.Set(100)
+	if m.Now() != 100 {
+		t.Fatalf("after Set(100): %d", m.Now())
+	}
+	m.Advance(2 * time.Second)
+	if want := int64(100 + 2*time.Second); m.Now() != want {
+		t.Fatalf("after Advance(2s): %d, want %d", m.Now(), want)
+	}
+	m.Advance(-50)
+	if want := int64(50 + 2*time.Second); m.Now() != want {
+		t.Fatalf("after Advance(-50): %d, want %d", m.Now(), want)
+	}
+
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 1000; j++ {
+				m.Advance(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if want := int64(50+2*time.Second) + 10_000; m.Now() != want {
+		t.Fatalf("concurrent Advance: %d, want %d", m.Now(), want)
+	}
+}
+
+func BenchmarkCoarseNow(b *testing.B) {
+	c := NewCoarse(time.Millisecond)
+	defer c.Stop()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		_ = c.Now()
+	}
+}
+
+func BenchmarkTimeNow(b *testing.B) {
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		_ = time.Now()
+	}
+}

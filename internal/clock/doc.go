@@ -1,0 +1,13 @@
+// Package clock provides cheap time sources for the cache hit path.
+//
+// time.Now is cheap but not free, and a hit in the local tier only needs to
+// compare an entry's deadline against "roughly now". Coarse turns that into
+// one atomic load by letting a background goroutine advance a shared counter
+// every Resolution, at the cost of being up to one Resolution behind. Slow
+// paths that need exact time call Precise. Manual is a clock that tests move
+// by hand, so expiry can be tested without sleeping.
+//
+// Times are int64 nanoseconds on a monotonic scale with an arbitrary origin
+// (the start of the clock), not wall time: only differences and comparisons
+// between values of the same clock are meaningful.
+package clock

@@ -1,0 +1,555 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/keys"
+	"github.com/tiercache/tiercache/remote"
+)
+
+func TestReadThroughFillsBothTiers(t *testing.T) {
+	srv := redistest.Start(t)
+	db := newDB()
+	db.put("42", "ada")
+	a := newClient(t, srv)
+	b := newClient(t, srv)
+	waitReady(t, a, b)
+	ua := newKS(t, a, Config[user]{Loader: db.load})
+	ub := newKS(t, b, Config[user]{Loader: db.load})
+
+	if got := mustGet(t, ua, "42"); got.Name != "ada" {
+		t.Fatalf("first Get = %+v", got)
+	}
+	if got := mustGet(t, ua, "42"); got.Name != "ada" {
+		t.Fatalf("second Get = %+v", got)
+	}
+	if got := mustGet(t, ub, "42"); got.Name != "ada" {
+		t.Fatalf("peer Get = %+v", got)
+	}
+	if n := db.loads.Load(); n != 1 {
+		t.Fatalf("loader ran %d times, want 1", n)
+	}
+	sa, sb := ua.Stats(), ub.Stats()
+	if sa.LocalHits != 1 || sa.Loads != 1 || sa.RedisMisses != 1 || sa.LeasesWon != 1 {
+		t.Fatalf("stats of the loading client: %+v", sa)
+	}
+	if sb.RedisHits != 1 || sb.Loads != 0 {
+		t.Fatalf("stats of the peer: %+v", sb)
+	}
+	// The value sits in Redis under "user:42" in a valid envelope.
+	raw, err := srv.Client(t).Get(ctxT(t), "user:42").Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := remote.DecodeEnvelope(raw)
+	if err != nil || !strings.Contains(string(env.Payload), `"ada"`) {
+		t.Fatalf("envelope %q: %v", raw, err)
+	}
+}
+
+func TestCacheAsideWithoutLoader(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	waitReady(t, c)
+	k := newKS(t, c, Config[user]{})
+	ctx := ctxT(t)
+	if _, err := k.Get(ctx, "1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of absent id: %v, want ErrNotFound", err)
+	}
+	if err := k.Set(ctx, "1", user{ID: "1", Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, k, "1"); got.Name != "x" {
+		t.Fatalf("Get after Set = %+v", got)
+	}
+	if err := k.Delete(ctx, "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Get(ctx, "1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get after Delete: %v, want ErrNotFound", err)
+	}
+	if n, _ := srv.Client(t).Exists(ctx, "user:1").Result(); n != 0 {
+		t.Fatalf("user:1 still in Redis after Delete")
+	}
+}
+
+func TestNegativeCaching(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	waitReady(t, c)
+	ctx := ctxT(t)
+
+	db := newDB()
+	remembered := newKS(t, c, Config[user]{Name: "neg", Loader: db.load, NegativeTTL: time.Minute})
+	for i := 0; i < 3; i++ {
+		if _, err := remembered.Get(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get: %v, want ErrNotFound", err)
+		}
+	}
+	if n := db.loads.Load(); n != 1 {
+		t.Fatalf("with NegativeTTL the loader ran %d times, want 1", n)
+	}
+	if s := remembered.Stats(); s.NegativeHits != 2 {
+		t.Fatalf("NegativeHits = %d, want 2", s.NegativeHits)
+	}
+	ttl, _ := srv.Client(t).PTTL(ctx, "neg:nobody").Result()
+	if ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("negative entry PTTL = %v, want (0, 1m]", ttl)
+	}
+
+	db2 := newDB()
+	forgotten := newKS(t, c, Config[user]{Name: "noneg", Loader: db2.load})
+	for i := 0; i < 3; i++ {
+		if _, err := forgotten.Get(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get: %v, want ErrNotFound", err)
+		}
+	}
+	if n := db2.loads.Load(); n != 3 {
+		t.Fatalf("without NegativeTTL the loader ran %d times, want 3", n)
+	}
+	if n, _ := srv.Client(t).Exists(ctx, "noneg:nobody", keys.LeaseKey("noneg:nobody")).Result(); n != 0 {
+		t.Fatalf("nothing should be left in Redis for an uncached miss, found %d keys", n)
+	}
+}
+
+func TestInvalidKeysNeverReachRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(srv.RedisOptions())
+	defer rdb.Close()
+	hook := &cmdCounter{}
+	c, err := NewClient(Options{Redis: rdb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	db := newDB()
+	k := newKS(t, c, Config[user]{Loader: db.load})
+	rdb.AddHook(hook)
+	ctx := ctxT(t)
+	for _, id := range []string{"", "a\x00b", "new\nline", "{tag}", strings.Repeat("x", keys.MaxLen+1), "\xff\xfe"} {
+		if _, err := k.Get(ctx, id); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("Get(%q): %v, want ErrInvalidKey", id, err)
+		}
+		if _, err := k.GetMany(ctx, []string{"ok", id}); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("GetMany(%q): %v, want ErrInvalidKey", id, err)
+		}
+		if err := k.Set(ctx, id, user{}); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("Set(%q): %v, want ErrInvalidKey", id, err)
+		}
+		if err := k.Delete(ctx, "ok", id); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("Delete(%q): %v, want ErrInvalidKey", id, err)
+		}
+	}
+	if trips, cmds := hook.snapshot(); trips != 0 {
+		t.Fatalf("invalid keys caused %d Redis calls: %v", trips, cmds)
+	}
+	if db.loads.Load() != 0 {
+		t.Fatal("invalid keys reached the loader")
+	}
+	if _, err := NewKeyspace(c, Config[user]{Name: "a:b"}); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("keyspace name with ':' accepted: %v", err)
+	}
+	if _, err := NewKeyspace(c, Config[user]{Name: "user"}); err == nil {
+		t.Fatal("duplicate keyspace name accepted")
+	}
+}
+
+func TestCorruptBytesInRedisAreAMiss(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	waitReady(t, c)
+	db := newDB()
+	db.put("1", "one")
+	k := newKS(t, c, Config[user]{Loader: db.load})
+	raw := srv.Client(t)
+	ctx := ctxT(t)
+
+	valid := remote.AppendEnvelope(nil, &remote.Envelope{FreshUntilMs: time.Now().Add(time.Hour).UnixMilli(), Payload: []byte(`{"id":"1","name":"old"}`)})
+	flipped := append([]byte(nil), valid...)
+	flipped[len(flipped)/2] ^= 0x40
+	badJSON := remote.AppendEnvelope(nil, &remote.Envelope{FreshUntilMs: time.Now().Add(time.Hour).UnixMilli(), Payload: []byte(`{"id":`)})
+	cases := map[string][]byte{
+		"foreign":   []byte("hello, I am somebody else's value"),
+		"truncated": valid[:len(valid)-3],
+		"bitflip":   flipped,
+		"future":    append([]byte{0xC4, 9}, valid[2:]...),
+		"bad json":  badJSON,
+		"empty":     {},
+	}
+	want := 0
+	for name, b := range cases {
+		want++
+		if err := raw.Set(ctx, "user:1", b, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		c.flushAll()
+		got, err := k.Get(ctx, "1")
+		if err != nil || got.Name != "one" {
+			t.Fatalf("%s: Get = %+v, %v; want the loader's value", name, got, err)
+		}
+		if s := k.Stats(); s.Corrupt != uint64(want) {
+			t.Fatalf("%s: Corrupt = %d, want %d", name, s.Corrupt, want)
+		}
+		// The next fill overwrote the bad bytes with a valid envelope.
+		b2, _ := raw.Get(ctx, "user:1").Bytes()
+		if _, err := remote.DecodeEnvelope(b2); err != nil {
+			t.Fatalf("%s: Redis still holds bad bytes: %v", name, err)
+		}
+	}
+	// Without a loader a corrupt value is simply absent.
+	k2 := newKS(t, c, Config[user]{Name: "bare"})
+	_ = raw.Set(ctx, "bare:1", "garbage", 0)
+	if _, err := k2.Get(ctx, "1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("corrupt value without loader: %v, want ErrNotFound", err)
+	}
+	m, err := k2.GetMany(ctx, []string{"1"})
+	if err != nil || len(m) != 0 {
+		t.Fatalf("GetMany of corrupt value = %v, %v", m, err)
+	}
+}
+
+func TestRedisDownServesFromLoader(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	waitReady(t, c)
+	db := newDB()
+	db.put("1", "one")
+	db.put("2", "two")
+	k := newKS(t, c, Config[user]{Loader: db.load})
+	ctx := ctxT(t)
+	mustGet(t, k, "1")
+
+	srv.Kill(t)
+	eventually(t, 5*time.Second, "bus notices Redis is gone", func() bool { return !c.Ready() })
+	if got := mustGet(t, k, "1"); got.Name != "one" {
+		t.Fatalf("Get with Redis down = %+v", got)
+	}
+	m, err := k.GetMany(ctx, []string{"1", "2", "3"})
+	if err != nil || len(m) != 2 || m["2"].Name != "two" {
+		t.Fatalf("GetMany with Redis down = %v, %v", m, err)
+	}
+	if s := k.Stats(); s.RedisErrors == 0 {
+		t.Fatalf("RedisErrors = 0 with Redis down: %+v", s)
+	}
+	err = k.Set(ctx, "1", user{Name: "new"})
+	var op *OpError
+	if !errors.As(err, &op) || op.Op != "set" || op.Key != "user:1" {
+		t.Fatalf("Set with Redis down: %v; want an *OpError naming set and user:1", err)
+	}
+	if !strings.Contains(err.Error(), "user:1") {
+		t.Fatalf("error %q does not name the key", err)
+	}
+	if err := k.Delete(ctx, "1"); !errors.As(err, &op) || op.Op != "delete" {
+		t.Fatalf("Delete with Redis down: %v", err)
+	}
+
+	srv.Restart(t)
+	waitReady(t, c)
+	eventually(t, 5*time.Second, "Redis serves again", func() bool {
+		_, err := k.Get(ctx, "2")
+		return err == nil && k.Set(ctx, "2", user{ID: "2", Name: "back"}) == nil
+	})
+	if got := mustGet(t, k, "2"); got.Name != "back" {
+		t.Fatalf("after restart Get = %+v", got)
+	}
+}
+
+func TestCancelledContexts(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	waitReady(t, c)
+	release := make(chan struct{})
+	entered := make(chan struct{}, 10)
+	db := newDB()
+	db.put("1", "one")
+	db.block = func(string) { entered <- struct{}{}; <-release }
+	k := newKS(t, c, Config[user]{Loader: db.load})
+
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := k.Get(cancelled, "1"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get with a cancelled context: %v", err)
+	}
+	if err := k.Set(cancelled, "1", user{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Set with a cancelled context: %v", err)
+	}
+
+	if n := db.loads.Load(); n != 0 {
+		t.Fatalf("a cancelled Get started %d loads", n)
+	}
+
+	// One caller gives up while the shared load runs; the other still gets
+	// the value.
+	vals := make(chan user, 1)
+	go func() { u, _ := k.Get(context.Background(), "1"); vals <- u }()
+	<-entered
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	errs := make(chan error, 1)
+	go func() { _, err := k.Get(ctx1, "1"); errs <- err }()
+	cancel1()
+	if err := <-errs; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled waiter got %v", err)
+	}
+	close(release)
+	if u := <-vals; u.Name != "one" {
+		t.Fatalf("patient waiter got %+v", u)
+	}
+
+	expired, cancel2 := context.WithTimeout(context.Background(), time.Nanosecond)
+	defer cancel2()
+	<-expired.Done()
+	if _, err := k.GetMany(expired, []string{"zz"}); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("GetMany with expired context: %v", err)
+	}
+}
+
+func TestLocalHashCollisionNeverServesAnotherKey(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClientHooks(t, srv, &testHooks{hash: func(string) uint64 { return 7 }})
+	waitReady(t, c)
+	db := newDB()
+	db.put("a", "alpha")
+	db.put("b", "beta")
+	k := newKS(t, c, Config[user]{Loader: db.load})
+	for i := 0; i < 5; i++ {
+		if u := mustGet(t, k, "a"); u.Name != "alpha" {
+			t.Fatalf("Get(a) = %+v", u)
+		}
+		if u := mustGet(t, k, "b"); u.Name != "beta" {
+			t.Fatalf("Get(b) = %+v", u)
+		}
+	}
+	m, err := k.GetMany(ctxT(t), []string{"a", "b"})
+	if err != nil || m["a"].Name != "alpha" || m["b"].Name != "beta" {
+		t.Fatalf("GetMany = %v, %v", m, err)
+	}
+}
+
+func TestGetManyOneRoundTrip(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(srv.RedisOptions())
+	defer rdb.Close()
+	c, err := NewClient(Options{Redis: rdb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitReady(t, c)
+	k := newKS(t, c, Config[user]{})
+	ctx := ctxT(t)
+	ids := make([]string, 100)
+	for i := range ids {
+		ids[i] = fmt.Sprint(i)
+		if err := k.Set(ctx, ids[i], user{ID: ids[i]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k.flush()
+	hook := &cmdCounter{}
+	rdb.AddHook(hook)
+	m, err := k.GetMany(ctx, ids)
+	if err != nil || len(m) != 100 {
+		t.Fatalf("GetMany = %d values, %v", len(m), err)
+	}
+	for _, id := range ids {
+		if m[id].ID != id {
+			t.Fatalf("GetMany[%s] = %+v", id, m[id])
+		}
+	}
+	trips, cmds := hook.snapshot()
+	if trips != 1 || len(cmds) != 100 {
+		t.Fatalf("GetMany(100) made %d round trips with %d commands, want 1 with 100", trips, len(cmds))
+	}
+	// Now all local: no round trip at all.
+	hook.reset()
+	if m, _ := k.GetMany(ctx, ids); len(m) != 100 {
+		t.Fatal("second GetMany incomplete")
+	}
+	if trips, _ := hook.snapshot(); trips != 0 {
+		t.Fatalf("GetMany of local values made %d round trips", trips)
+	}
+}
+
+func TestGetManyLoadsMissesWithBatchLoader(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	waitReady(t, c)
+	var mu sync.Mutex
+	var calls [][]string
+	k := newKS(t, c, Config[user]{BatchLoader: func(_ context.Context, ids []string) (map[string]user, error) {
+		mu.Lock()
+		calls = append(calls, append([]string(nil), ids...))
+		mu.Unlock()
+		out := map[string]user{}
+		for _, id := range ids {
+			if id != "absent" {
+				out[id] = user{ID: id, Name: "n" + id}
+			}
+		}
+		return out, nil
+	}})
+	ctx := ctxT(t)
+	if err := k.Set(ctx, "cached", user{ID: "cached"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := k.GetMany(ctx, []string{"cached", "x", "y", "absent", "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m) != 3 || m["x"].Name != "nx" || m["y"].Name != "ny" || m["cached"].ID != "cached" {
+		t.Fatalf("GetMany = %v", m)
+	}
+	if len(calls) != 1 || len(calls[0]) != 3 {
+		t.Fatalf("BatchLoader calls = %v, want one call with x, y, absent", calls)
+	}
+	// Filled in Redis: a second client finds them without loading.
+	c2 := newClient(t, srv)
+	k2 := newKS(t, c2, Config[user]{})
+	if u, err := k2.Get(ctx, "y"); err != nil || u.Name != "ny" {
+		t.Fatalf("peer Get(y) = %+v, %v", u, err)
+	}
+}
+
+func TestTTLAndJitter(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	waitReady(t, c)
+	k := newKS(t, c, Config[user]{TTL: 10 * time.Second, TTLJitter: 5 * time.Second})
+	ctx := ctxT(t)
+	raw := srv.Client(t)
+	seen := map[time.Duration]bool{}
+	for i := 0; i < 50; i++ {
+		id := fmt.Sprint(i)
+		if err := k.Set(ctx, id, user{}); err != nil {
+			t.Fatal(err)
+		}
+		ttl, _ := raw.PTTL(ctx, "user:"+id).Result()
+		if ttl < 9*time.Second || ttl > 15*time.Second {
+			t.Fatalf("PTTL = %v, want within [10s, 15s]", ttl)
+		}
+		seen[ttl/(100*time.Millisecond)] = true
+	}
+	if len(seen) < 5 {
+		t.Fatalf("jitter spread TTLs over only %d buckets of 100ms", len(seen))
+	}
+}
+
+func TestLoaderPanicIsAnErrorForEveryWaiter(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	waitReady(t, c)
+	start := make(chan struct{})
+	k := newKS(t, c, Config[user]{Loader: func(context.Context, string) (user, error) {
+		<-start
+		panic("loader bug")
+	}})
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := k.Get(context.Background(), "p")
+			errs <- err
+		}()
+	}
+	eventually(t, 5*time.Second, "a load in flight", func() bool { return k.Stats().Loads == 1 })
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, ErrLoaderPanic) || !strings.Contains(err.Error(), "loader bug") {
+			t.Fatalf("waiter got %v, want ErrLoaderPanic", err)
+		}
+	}
+}
+
+func TestRawCodecs(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	waitReady(t, c)
+	ctx := ctxT(t)
+	bs, err := NewKeyspace(c, Config[[]byte]{Name: "blob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := NewKeyspace(c, Config[string]{Name: "str"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bs.Set(ctx, "b", []byte{0, 1, 2, 255}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.Set(ctx, "s", "héllo"); err != nil {
+		t.Fatal(err)
+	}
+	c.flushAll()
+	b, err := bs.Get(ctx, "b")
+	if err != nil || string(b) != "\x00\x01\x02\xff" {
+		t.Fatalf("[]byte round trip = %q, %v", b, err)
+	}
+	s, err := ss.Get(ctx, "s")
+	if err != nil || s != "héllo" {
+		t.Fatalf("string round trip = %q, %v", s, err)
+	}
+	raw, _ := srv.Client(t).Get(ctx, "str:s").Bytes()
+	env, err := remote.DecodeEnvelope(raw)
+	if err != nil || string(env.Payload) != "héllo" {
+		t.Fatalf("string stored as %q (%v), want raw bytes", raw, err)
+	}
+}
+
+func TestBadValuesAreRefusedBeforeTheNetwork(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	waitReady(t, c)
+	ctx := ctxT(t)
+	small := newKS(t, c, Config[user]{MaxValueSize: 64})
+	err := small.Set(ctx, "big", user{Name: strings.Repeat("x", 100)})
+	if !errors.Is(err, ErrValueTooLarge) {
+		t.Fatalf("oversized Set: %v, want ErrValueTooLarge", err)
+	}
+	type weird struct{ C chan int }
+	wk, _ := NewKeyspace(c, Config[weird]{Name: "weird"})
+	if err := wk.Set(ctx, "w", weird{C: make(chan int)}); err == nil || !strings.Contains(err.Error(), "codec") {
+		t.Fatalf("unencodable Set: %v", err)
+	}
+	if n, _ := srv.Client(t).Exists(ctx, "user:big", "weird:w").Result(); n != 0 {
+		t.Fatal("refused values reached Redis")
+	}
+}
+
+func TestClosedClient(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	waitReady(t, c)
+	k := newKS(t, c, Config[user]{Loader: newDB().load})
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = c.Close() }()
+	}
+	wg.Wait()
+	ctx := ctxT(t)
+	if _, err := k.Get(ctx, "1"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Get after Close: %v", err)
+	}
+	if err := k.Set(ctx, "1", user{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Set after Close: %v", err)
+	}
+	if err := k.Delete(ctx, "1"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Delete after Close: %v", err)
+	}
+	if _, err := k.GetMany(ctx, []string{"1"}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("GetMany after Close: %v", err)
+	}
+}

@@ -1,0 +1,222 @@
+package tiered
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/tiercache/tiercache/keys"
+	"github.com/tiercache/tiercache/local"
+)
+
+// Options configures a Client. Only Redis is required; every other zero value
+// means the documented default.
+type Options struct {
+	// Redis is the client to use: *redis.Client, *redis.ClusterClient or a
+	// failover client. Required. The caller owns it: Client.Close does not
+	// close it.
+	Redis redis.UniversalClient
+
+	// Logger receives warnings (rate-limited: at most one per message per
+	// second) and debug events. Default: no logging.
+	Logger *zap.Logger
+
+	// Channel is the Pub/Sub channel of the invalidation bus. Every process
+	// that shares cached data must use the same channel. Default
+	// "tiercache:invalidate".
+	Channel string
+
+	// BusTimeout bounds how long local entries are served after the bus last
+	// proved it is connected (a message, a subscription confirmation or a
+	// pong). Past it, reads go to Redis until the bus is back. The bus pings
+	// Redis every BusTimeout/4 when idle. Default 1s.
+	BusTimeout time.Duration
+
+	// ReadTimeout bounds each Redis read (GET, pipelined GETs, lease
+	// requests). A caller's earlier context deadline wins. On timeout a read
+	// falls through to the Loader. Default 250ms.
+	ReadTimeout time.Duration
+
+	// WriteTimeout bounds each Redis write (Set, Delete, InvalidateGroup).
+	// A caller's earlier context deadline wins. Default 1s.
+	WriteTimeout time.Duration
+}
+
+const (
+	defaultChannel      = "tiercache:invalidate"
+	defaultBusTimeout   = time.Second
+	defaultReadTimeout  = 250 * time.Millisecond
+	defaultWriteTimeout = time.Second
+)
+
+func (o *Options) applyDefaults() error {
+	if o.Redis == nil {
+		return fmt.Errorf("tiercache: Options.Redis is required")
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Channel == "" {
+		o.Channel = defaultChannel
+	}
+	if o.BusTimeout <= 0 {
+		o.BusTimeout = defaultBusTimeout
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = defaultReadTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = defaultWriteTimeout
+	}
+	return nil
+}
+
+// Policy is the eviction policy of a keyspace's local tier.
+type Policy = local.Policy
+
+const (
+	// LRU evicts the least recently used entry. The default.
+	LRU = local.LRU
+	// TwoQueue is golang-lru's 2Q: scan resistant, a better hit ratio on
+	// skewed workloads with one-off reads mixed in.
+	TwoQueue = local.TwoQueue
+)
+
+// Config configures one Keyspace. Only Name is required.
+type Config[V any] struct {
+	// Name is the keyspace's namespace: a value with id "42" lives at Redis
+	// key "<Name>:42". Must be a valid key part without ':' and unique in
+	// the Client.
+	Name string
+
+	// TTL is how long a value stays fresh in Redis. Default 1h.
+	TTL time.Duration
+
+	// TTLJitter is the upper bound of a random extra TTL added to every
+	// Redis write so that keys written together do not expire together.
+	// Default 10% of TTL; negative disables jitter.
+	TTLJitter time.Duration
+
+	// LocalTTL is how long this process may serve a local copy without
+	// asking Redis. It is the staleness bound under faults: when an
+	// invalidation is lost, no local copy outlives it. Default 1 minute,
+	// and never more than TTL.
+	LocalTTL time.Duration
+
+	// LocalCapacity is the number of entries the local tier holds. Default
+	// 10,000.
+	LocalCapacity int
+
+	// LocalShards is the number of local shards, each with its own lock.
+	// Default: see local.Options.Shards.
+	LocalShards int
+
+	// LocalPolicy is the local eviction policy. Default LRU.
+	LocalPolicy Policy
+
+	// NegativeTTL is how long a Loader's ErrNotFound is remembered in Redis
+	// and locally. Default 0: not remembered, every Get of an absent id
+	// reaches the Loader.
+	NegativeTTL time.Duration
+
+	// Loader reads a value from the source of truth on a miss. It reports
+	// absence with an error wrapping ErrNotFound. Nil: pure cache-aside, a
+	// miss returns ErrNotFound.
+	Loader func(ctx context.Context, id string) (V, error)
+
+	// BatchLoader, when set, loads the misses of GetMany in one call. Ids
+	// absent from the returned map are not found. Default: GetMany calls
+	// Loader once per missing id, concurrently.
+	BatchLoader func(ctx context.Context, ids []string) (map[string]V, error)
+
+	// Codec encodes values for Redis. Default: Raw for []byte and string,
+	// JSON otherwise.
+	Codec Codec[V]
+
+	// Group maps an id to its version group (the caching guide's generation
+	// keys). InvalidateGroup(group) then makes every id of the group
+	// unreachable at once, in every process, in O(1). Nil: no groups.
+	Group func(id string) string
+
+	// MaxValueSize is the largest encoded value Set and fills accept, in
+	// bytes; larger values are refused before any network call. Default
+	// 1 MiB.
+	MaxValueSize int
+
+	// LoadTimeout bounds one Loader call. A load is shared by every caller
+	// waiting for the same id, so it does not end when one caller's context
+	// does. Default 10s.
+	LoadTimeout time.Duration
+
+	// DisableLeases turns off leases: every process that misses in Redis
+	// calls the Loader and fills Redis. Default false (leases on).
+	DisableLeases bool
+
+	// LeaseTTL is how long a lease lives: a crashed holder blocks other
+	// processes for at most this long. It should exceed the Loader's
+	// worst-case latency, or slow loads lose their lease and are not cached.
+	// Default 3s.
+	LeaseTTL time.Duration
+
+	// LeaseWait is how long a process that did not get the lease waits for
+	// the holder's fill before it calls the Loader itself (and caches
+	// nothing). Default 1s: typical loads take well under that, and a
+	// caller that waits longer is better served by its own load.
+	LeaseWait time.Duration
+}
+
+const (
+	defaultTTL          = time.Hour
+	defaultLocalTTL     = time.Minute
+	defaultCapacity     = 10_000
+	defaultMaxValueSize = 1 << 20
+	defaultLoadTimeout  = 10 * time.Second
+	defaultLeaseTTL     = 3 * time.Second
+	defaultLeaseWait    = time.Second
+)
+
+func (c *Config[V]) applyDefaults() error {
+	if err := keys.ValidateName(c.Name); err != nil {
+		return fmt.Errorf("tiercache: keyspace name: %w", err)
+	}
+	if c.TTL <= 0 {
+		c.TTL = defaultTTL
+	}
+	switch {
+	case c.TTLJitter == 0:
+		c.TTLJitter = c.TTL / 10
+	case c.TTLJitter < 0:
+		c.TTLJitter = 0
+	}
+	if c.LocalTTL <= 0 {
+		c.LocalTTL = defaultLocalTTL
+	}
+	if c.LocalTTL > c.TTL {
+		c.LocalTTL = c.TTL
+	}
+	if c.LocalCapacity <= 0 {
+		c.LocalCapacity = defaultCapacity
+	}
+	if c.NegativeTTL < 0 {
+		c.NegativeTTL = 0
+	}
+	if c.Codec == nil {
+		c.Codec = defaultCodec[V]()
+	}
+	if c.MaxValueSize <= 0 {
+		c.MaxValueSize = defaultMaxValueSize
+	}
+	if c.LoadTimeout <= 0 {
+		c.LoadTimeout = defaultLoadTimeout
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = defaultLeaseTTL
+	}
+	if c.LeaseWait <= 0 {
+		c.LeaseWait = defaultLeaseWait
+	}
+	return nil
+}
