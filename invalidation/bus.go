@@ -62,7 +62,7 @@ type Bus struct {
 	done   chan struct{}
 
 	received, own, malformed, subs, downs atomic.Uint64
-	lastHealthy                          atomic.Int64
+	lastHealthy                           atomic.Int64
 }
 
 // NewBus starts a bus. Close stops it.
