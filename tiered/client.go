@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +76,7 @@ func NewClient(opts Options) (*Client, error) {
 		ctx:    ctx,
 		cancel: cancel,
 		spaces: make(map[string]space),
+		hooks:  opts.hooks,
 	}
 	c.warn = c.log.WithOptions(zap.WrapCore(func(core zapcore.Core) zapcore.Core {
 		return zapcore.NewSamplerWithOptions(core, time.Second, 1, 0)
@@ -207,6 +207,9 @@ func (h busHandler) Down(err error) {
 	// Invalidations may be lost from now on: stop serving local entries at
 	// once; the next subscription flushes and resumes.
 	h.c.serveUntil.Store(0)
+	if hk := h.c.hooks; hk != nil && hk.busDown != nil {
+		hk.busDown()
+	}
 	h.c.warn.Warn("invalidation bus disconnected; serving from Redis until it is back", zap.Error(err))
 }
 
@@ -277,6 +280,5 @@ type testHooks struct {
 	beforeLocalFill func(keyspace, id string) // after a Redis read, before the local fill
 	beforeRedisFill func(keyspace, id string) // after a load, before the leased Redis fill
 	onMessage       func(m *invalidation.Message)
+	busDown         func() // in the bus goroutine, before it reconnects
 }
-
-var _ = strconv.Itoa

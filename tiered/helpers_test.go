@@ -89,9 +89,7 @@ func newClient(t testing.TB, srv *redistest.Server, opts ...func(*Options)) *Cli
 // newClientHooks is newClient with test hooks installed before any
 // keyspace is created.
 func newClientHooks(t testing.TB, srv *redistest.Server, h *testHooks, opts ...func(*Options)) *Client {
-	c := newClient(t, srv, opts...)
-	c.hooks = h
-	return c
+	return newClient(t, srv, append(opts, func(o *Options) { o.hooks = h })...)
 }
 
 func newKS(t testing.TB, c *Client, cfg Config[user]) *Keyspace[user] {

@@ -43,6 +43,8 @@ type Options struct {
 	// WriteTimeout bounds each Redis write (Set, Delete, InvalidateGroup).
 	// A caller's earlier context deadline wins. Default 1s.
 	WriteTimeout time.Duration
+
+	hooks *testHooks // set by this package's tests only
 }
 
 const (

@@ -1,0 +1,2 @@
+// Package bench holds tiercache's side-by-side benchmarks against its peers.
+package bench

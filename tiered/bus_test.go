@@ -1,0 +1,461 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/invalidation"
+)
+
+// newNamedClient is newClient whose Redis connections carry name, so a test
+// can find (and kill) them in CLIENT LIST.
+func newNamedClient(t testing.TB, srv *redistest.Server, name string, h *testHooks, opts ...func(*Options)) *Client {
+	t.Helper()
+	ro := srv.RedisOptions()
+	ro.ClientName = name
+	rdb := redis.NewClient(ro)
+	t.Cleanup(func() { _ = rdb.Close() })
+	o := Options{Redis: rdb, hooks: h}
+	for _, f := range opts {
+		f(&o)
+	}
+	c, err := NewClient(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// subscriberID returns the CLIENT ID of the Pub/Sub connection named name.
+func subscriberID(t testing.TB, srv *redistest.Server, name string) string {
+	t.Helper()
+	for _, cl := range srv.ClientList(t) {
+		if cl["name"] == name && strings.Contains(cl["flags"], "P") {
+			return cl["id"]
+		}
+	}
+	t.Fatalf("no subscriber connection named %q", name)
+	return ""
+}
+
+func TestSetInOneClientEvictsInOthers(t *testing.T) {
+	srv := redistest.Start(t)
+	db := newDB()
+	db.put("1", "v1")
+	a, b := newClient(t, srv), newClient(t, srv)
+	waitReady(t, a, b)
+	ka := newKS(t, a, Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	kb := newKS(t, b, Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	mustGet(t, ka, "1")
+	mustGet(t, kb, "1")
+	if s := kb.Stats(); s.LocalEntries != 1 {
+		t.Fatalf("B holds %d local entries, want 1", s.LocalEntries)
+	}
+	if err := ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "B sees v2", func() bool { return mustGet(t, kb, "1").Name == "v2" })
+	if s := b.Stats(); s.InvalidationsApplied < 1 {
+		t.Fatalf("B applied no invalidation: %+v", s)
+	}
+	eventually(t, 5*time.Second, "A ignores its own message", func() bool { return a.Stats().IgnoredOwn >= 1 })
+	if s := a.Stats(); s.InvalidationsSent != 1 {
+		t.Fatalf("A sent %d invalidations, want 1", s.InvalidationsSent)
+	}
+	// Fills and reads never publish.
+	before := b.Stats().InvalidationsSent
+	mustGet(t, kb, "1")
+	_, _ = kb.Get(ctxT(t), "2x")
+	if b.Stats().InvalidationsSent != before {
+		t.Fatal("a read published an invalidation")
+	}
+}
+
+func TestResubscriptionAfterKilledConnectionFlushes(t *testing.T) {
+	srv := redistest.Start(t)
+	db := newDB()
+	db.put("1", "v1")
+	downs := make(chan struct{}, 4)
+	release := make(chan struct{})
+	var once sync.Once
+	hooks := &testHooks{busDown: func() {
+		downs <- struct{}{}
+		once.Do(func() { <-release }) // hold the first reconnect until the test allows it
+	}}
+	a := newNamedClient(t, srv, "A", nil)
+	b := newNamedClient(t, srv, "B", hooks)
+	waitReady(t, a, b)
+	ka := newKS(t, a, Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	kb := newKS(t, b, Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	mustGet(t, kb, "1") // B caches v1 for an hour
+
+	if n := srv.KillClients(t, "ID", subscriberID(t, srv, "B")); n != 1 {
+		t.Fatalf("killed %d connections", n)
+	}
+	<-downs
+	// While B is not subscribed, A changes the value: B cannot hear it.
+	db.put("1", "v2")
+	if err := ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	if b.Ready() {
+		t.Fatal("B reports ready while its bus is down")
+	}
+	close(release)
+	eventually(t, 10*time.Second, "B resubscribes", func() bool { return b.Stats().Resubscriptions == 1 && b.Ready() })
+	if got := mustGet(t, kb, "1"); got.Name != "v2" {
+		t.Fatalf("after resubscription B serves %+v, want v2", got)
+	}
+}
+
+func TestRedisRestartLeavesNoStaleLocalValue(t *testing.T) {
+	srv := redistest.Start(t)
+	db := newDB()
+	db.put("1", "v1")
+	a, b := newClient(t, srv), newClient(t, srv)
+	waitReady(t, a, b)
+	ka := newKS(t, a, Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	kb := newKS(t, b, Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	mustGet(t, kb, "1")
+
+	srv.Kill(t)
+	eventually(t, 5*time.Second, "B notices", func() bool { return !b.Ready() })
+	db.put("1", "v2")
+	// While Redis is down B must not serve its hour-long local copy.
+	if got := mustGet(t, kb, "1"); got.Name != "v2" {
+		t.Fatalf("with Redis down B served %+v, want the loader's v2", got)
+	}
+	srv.Restart(t)
+	eventually(t, 10*time.Second, "A can write again", func() bool {
+		return ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}) == nil
+	})
+	waitReady(t, b)
+	if got := mustGet(t, kb, "1"); got.Name != "v2" {
+		t.Fatalf("after restart B serves %+v, want v2", got)
+	}
+	if s := b.Stats(); s.Resubscriptions < 1 || s.BusDisconnects < 1 {
+		t.Fatalf("B's bus stats after a restart: %+v", s)
+	}
+}
+
+func TestSlowSubscriberIsDisconnectedAndFlushes(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.ConfigSet(t, "client-output-buffer-limit", "pubsub 256kb 128kb 1")
+	db := newDB()
+	db.put("1", "v1")
+	block := make(chan struct{})
+	var blocked sync.Once
+	entered := make(chan struct{})
+	hooks := &testHooks{onMessage: func(*invalidation.Message) {
+		blocked.Do(func() { close(entered); <-block })
+	}}
+	a := newClient(t, srv)
+	b := newClientHooks(t, srv, hooks)
+	waitReady(t, a, b)
+	ka := newKS(t, a, Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	kb := newKS(t, b, Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	mustGet(t, kb, "1")
+
+	// B's handler blocks on the first message; A floods the channel until
+	// Redis drops B for exceeding the pubsub output buffer limit.
+	ctx := ctxT(t)
+	if err := ka.Delete(ctx, "warm-up"); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	long := strings.Repeat("k", 1000)
+	ids := make([]string, 50)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-%d", long, i)
+	}
+	eventually(t, 20*time.Second, "Redis disconnects the slow subscriber", func() bool {
+		for i := 0; i < 20; i++ {
+			if err := ka.Delete(ctx, ids...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, cl := range srv.ClientList(t) {
+			if strings.Contains(cl["flags"], "P") && cl["omem"] != "0" {
+				return false // still buffered: not yet over the limit
+			}
+		}
+		return len(pubsubClients(t, srv)) < 2
+	})
+	db.put("1", "v2")
+	if err := ka.Set(ctx, "1", user{ID: "1", Name: "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	close(block)
+	eventually(t, 10*time.Second, "B resubscribes", func() bool { return b.Stats().Resubscriptions >= 1 && b.Ready() })
+	if got := mustGet(t, kb, "1"); got.Name != "v2" {
+		t.Fatalf("slow subscriber serves %+v after catching up, want v2", got)
+	}
+}
+
+func pubsubClients(t testing.TB, srv *redistest.Server) []map[string]string {
+	var out []map[string]string
+	for _, cl := range srv.ClientList(t) {
+		if strings.Contains(cl["flags"], "P") {
+			out = append(out, cl)
+		}
+	}
+	return out
+}
+
+func TestFillRacingInvalidationDoesNotLand(t *testing.T) {
+	srv := redistest.Start(t)
+	db := newDB()
+	db.put("1", "v1")
+	atFill := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	hooks := &testHooks{beforeLocalFill: func(ks, id string) {
+		once.Do(func() { close(atFill); <-release })
+	}}
+	a := newClient(t, srv)
+	b := newClientHooks(t, srv, hooks)
+	waitReady(t, a, b)
+	ka := newKS(t, a, Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	kb := newKS(t, b, Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	mustGet(t, ka, "1") // v1 in Redis
+
+	got := make(chan user, 1)
+	go func() { u, _ := kb.Get(context.Background(), "1"); got <- u }()
+	<-atFill // B read v1 from Redis and is about to fill its local tier
+	db.put("1", "v2")
+	if err := ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "B applies the invalidation", func() bool { return b.Stats().InvalidationsApplied >= 1 })
+	close(release)
+	<-got // v1: true when it was read
+	if s := kb.Stats(); s.LocalFillsSkipped != 1 {
+		t.Fatalf("LocalFillsSkipped = %d, want 1", s.LocalFillsSkipped)
+	}
+	if u := mustGet(t, kb, "1"); u.Name != "v2" {
+		t.Fatalf("B serves %+v after the invalidation, want v2", u)
+	}
+}
+
+func TestFlushRacingFillLeavesNoPreFlushData(t *testing.T) {
+	srv := redistest.Start(t)
+	atFill := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	hooks := &testHooks{beforeLocalFill: func(ks, id string) {
+		once.Do(func() { close(atFill); <-release })
+	}}
+	c := newClientHooks(t, srv, hooks)
+	waitReady(t, c)
+	k := newKS(t, c, Config[user]{LocalTTL: time.Hour})
+	ctx := ctxT(t)
+	if err := k.Set(ctx, "1", user{Name: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	k.flush()
+	done := make(chan struct{})
+	go func() { _, _ = k.Get(context.Background(), "1"); close(done) }()
+	<-atFill
+	if err := c.FlushLocal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	<-done
+	if n := k.Stats().LocalEntries; n != 0 {
+		t.Fatalf("a fill that started before the flush landed: %d local entries", n)
+	}
+}
+
+func TestOwnSetDeleteGetNeverReturnsOldValue(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := newClient(t, srv), newClient(t, srv)
+	waitReady(t, a, b)
+	ka := newKS(t, a, Config[user]{LocalTTL: time.Hour})
+	kb := newKS(t, b, Config[user]{LocalTTL: time.Hour})
+	ctx := ctxT(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // a peer writing the same key concurrently
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = kb.Set(ctx, "k", user{Name: fmt.Sprintf("b-%d", i)})
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		if err := ka.Set(ctx, "k", user{Name: fmt.Sprintf("a-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ka.Delete(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
+		u, err := ka.Get(ctx, "k")
+		if err == nil && strings.HasPrefix(u.Name, "a-") {
+			t.Fatalf("iteration %d: Get after own Set+Delete returned own old value %q", i, u.Name)
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+func TestNegativeEntryInvalidatedWhenCreatedElsewhere(t *testing.T) {
+	srv := redistest.Start(t)
+	db := newDB()
+	a, b := newClient(t, srv), newClient(t, srv)
+	waitReady(t, a, b)
+	ka := newKS(t, a, Config[user]{Loader: db.load, NegativeTTL: time.Hour, LocalTTL: time.Hour})
+	kb := newKS(t, b, Config[user]{Loader: db.load, NegativeTTL: time.Hour, LocalTTL: time.Hour})
+	if _, err := kb.Get(ctxT(t), "n"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get: %v", err)
+	}
+	if _, err := kb.Get(ctxT(t), "n"); !errors.Is(err, ErrNotFound) || kb.Stats().NegativeHits != 1 {
+		t.Fatalf("negative entry not cached: %v %+v", err, kb.Stats())
+	}
+	db.put("n", "born")
+	if err := ka.Set(ctxT(t), "n", user{ID: "n", Name: "born"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "B sees the new key", func() bool {
+		u, err := kb.Get(ctxT(t), "n")
+		return err == nil && u.Name == "born"
+	})
+}
+
+func TestTwentyClientsInvalidateEachOther(t *testing.T) {
+	srv := redistest.Start(t)
+	const n = 20
+	cs := make([]*Client, n)
+	ks := make([]*Keyspace[user], n)
+	for i := range cs {
+		cs[i] = newClient(t, srv)
+		ks[i] = newKS(t, cs[i], Config[user]{LocalTTL: time.Hour})
+	}
+	waitReady(t, cs...)
+	ctx := ctxT(t)
+	nodes := map[string]bool{}
+	for i := range cs {
+		nodes[cs[i].Node()] = true
+		if err := ks[i].Set(ctx, fmt.Sprint(i), user{Name: "old"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(nodes) != n {
+		t.Fatalf("%d distinct node ids for %d clients", len(nodes), n)
+	}
+	for i := range cs { // everyone caches everyone's key
+		for j := range cs {
+			if u := mustGet(t, ks[i], fmt.Sprint(j)); u.Name != "old" {
+				t.Fatalf("client %d key %d = %+v", i, j, u)
+			}
+		}
+	}
+	barrier := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range cs {
+		i := i
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-barrier
+			if err := ks[i].Set(ctx, fmt.Sprint(i), user{Name: "new"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	close(barrier)
+	wg.Wait()
+	for i := range cs {
+		for j := range cs {
+			i, j := i, j
+			eventually(t, 5*time.Second, fmt.Sprintf("client %d sees key %d", i, j), func() bool {
+				return mustGet(t, ks[i], fmt.Sprint(j)).Name == "new"
+			})
+		}
+	}
+}
+
+func TestMalformedMessagesAreCountedAndIgnored(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := newClient(t, srv), newClient(t, srv)
+	waitReady(t, a, b)
+	ka := newKS(t, a, Config[user]{LocalTTL: time.Hour})
+	kb := newKS(t, b, Config[user]{LocalTTL: time.Hour})
+	ctx := ctxT(t)
+	raw := srv.Client(t)
+	for _, m := range []string{"", "hello", "\xc5\x09future-version", "\xc5\x01short", string([]byte{0xc5, 1})} {
+		if err := raw.Publish(ctx, defaultChannel, m).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, "B counts 5 malformed messages", func() bool { return b.Stats().IgnoredMalformed == 5 })
+	// The bus still works.
+	if err := kb.Set(ctx, "1", user{Name: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, ka, "1")
+	if err := kb.Set(ctx, "1", user{Name: "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "A sees v2", func() bool { return mustGet(t, ka, "1").Name == "v2" })
+}
+
+func TestNothingServedLocallyWhileBusIsDown(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Kill(t)
+	db := newDB()
+	db.put("1", "v1")
+	c := newClient(t, srv)
+	k := newKS(t, c, Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	for i := 0; i < 3; i++ {
+		if u := mustGet(t, k, "1"); u.Name != "v1" {
+			t.Fatalf("Get = %+v", u)
+		}
+	}
+	if s := k.Stats(); s.LocalHits != 0 || db.loads.Load() != 3 {
+		t.Fatalf("served locally before the bus ever subscribed: %+v, loads %d", s, db.loads.Load())
+	}
+	if c.Ready() {
+		t.Fatal("Ready with no Redis")
+	}
+}
+
+func TestPausedRedisStopsLocalServingWithinBusTimeout(t *testing.T) {
+	srv := redistest.Start(t)
+	db := newDB()
+	db.put("1", "v1")
+	c := newClient(t, srv, func(o *Options) { o.BusTimeout = 400 * time.Millisecond })
+	waitReady(t, c)
+	k := newKS(t, c, Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	mustGet(t, k, "1")
+	go srv.Pause(t, 3*time.Second)
+	start := time.Now()
+	eventually(t, 3*time.Second, "local serving stops", func() bool { return !c.Ready() })
+	if d := time.Since(start); d > 400*time.Millisecond+time.Second {
+		t.Fatalf("local entries served for %v after Redis stopped answering (BusTimeout 400ms)", d)
+	}
+	hits := k.Stats().LocalHits
+	if u := mustGet(t, k, "1"); u.Name != "v1" {
+		t.Fatalf("Get during pause = %+v", u)
+	}
+	if k.Stats().LocalHits != hits {
+		t.Fatal("a local entry was served while the bus was silent")
+	}
+	waitReady(t, c)
+}
