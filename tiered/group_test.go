@@ -1,0 +1,180 @@
+package tiered
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+func tenantOf(id string) string { return strings.SplitN(id, "/", 2)[0] }
+
+func TestInvalidateGroupInOneRoundTripEverywhere(t *testing.T) {
+	srv := redistest.Start(t)
+	ro := srv.RedisOptions()
+	rdbA := redis.NewClient(ro)
+	defer rdbA.Close()
+	a, err := NewClient(Options{Redis: rdbA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b := newClient(t, srv)
+	waitReady(t, a, b)
+	db := newDB()
+	cfg := Config[user]{Group: tenantOf, LocalTTL: time.Hour, Loader: db.load}
+	ka, kb := newKS(t, a, cfg), newKS(t, b, cfg)
+	ctx := ctxT(t)
+	for _, id := range []string{"t1/a", "t1/b", "t2/a"} {
+		db.put(id, "old")
+		if err := ka.Set(ctx, id, user{ID: id, Name: "old"}); err != nil {
+			t.Fatal(err)
+		}
+		mustGet(t, kb, id)
+	}
+	for _, id := range []string{"t1/a", "t1/b"} {
+		db.put(id, "new")
+	}
+	if err := ka.InvalidateGroup(ctx, "warm-up"); err != nil { // loads the script into Redis
+		t.Fatal(err)
+	}
+	hook := &cmdCounter{}
+	rdbA.AddHook(hook)
+	if err := ka.InvalidateGroup(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if trips, cmds := hook.snapshot(); trips != 1 || len(cmds) != 1 {
+		t.Fatalf("InvalidateGroup made %d round trips (%v), want one script call", trips, cmds)
+	}
+	for _, k := range []*Keyspace[user]{ka, kb} {
+		k := k
+		eventually(t, 5*time.Second, "group t1 invalidated", func() bool {
+			return mustGet(t, k, "t1/a").Name == "new" && mustGet(t, k, "t1/b").Name == "new"
+		})
+		if u := mustGet(t, k, "t2/a"); u.Name != "old" {
+			t.Fatalf("another group was invalidated: %+v", u)
+		}
+	}
+	// Old versions are still in Redis, unreachable, expiring on their own.
+	n, err := srv.Client(t).Keys(ctx, "user:v*:t1/a").Result()
+	if err != nil || len(n) != 2 {
+		t.Fatalf("versioned keys of t1/a in Redis: %v, %v (want old and new)", n, err)
+	}
+	if err := newKS(t, a, Config[user]{Name: "nogroups"}).InvalidateGroup(ctx, "x"); err == nil {
+		t.Fatal("InvalidateGroup on a keyspace without groups succeeded")
+	}
+	if err := ka.InvalidateGroup(ctx, "bad\x00group"); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("invalid group: %v", err)
+	}
+}
+
+func TestGroupVersionSurvivesLostVersionKey(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	waitReady(t, c)
+	k := newKS(t, c, Config[user]{Group: tenantOf, LocalTTL: time.Hour})
+	ctx := ctxT(t)
+	if err := k.Set(ctx, "t/a", user{Name: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.InvalidateGroup(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	// Someone (maxmemory eviction, a FLUSHDB of version keys) loses the
+	// version key: the next version must still be newer than every old one,
+	// so the pre-bump value stays unreachable.
+	if err := srv.Client(t).Del(ctx, "{user:gv:t}").Err(); err != nil {
+		t.Fatal(err)
+	}
+	k.flush()
+	if _, err := k.Get(ctx, "t/a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after the version key was lost, Get = %v; the pre-bump value came back", err)
+	}
+}
+
+// TestHelperProcess is not a test: it is the child of TestSeparateProcesses.
+// It reads commands from stdin ("get ID", "quit") and answers on stdout.
+func TestHelperProcess(t *testing.T) {
+	addr := os.Getenv("TIERCACHE_HELPER_REDIS")
+	if addr == "" {
+		return // run as a normal test: nothing to do
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	c, err := NewClient(Options{Redis: rdb})
+	if err != nil {
+		fmt.Println("error", err)
+		return
+	}
+	defer c.Close()
+	k, _ := NewKeyspace(c, Config[user]{Name: "user", LocalTTL: time.Hour})
+	eventually(t, 10*time.Second, "child ready", c.Ready)
+	fmt.Println("ready")
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || f[0] == "quit" {
+			return
+		}
+		u, err := k.Get(context.Background(), f[1])
+		st := k.Stats()
+		fmt.Printf("%s %v localhits=%d\n", u.Name, err, st.LocalHits)
+	}
+}
+
+func TestSeparateProcesses(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	waitReady(t, c)
+	k := newKS(t, c, Config[user]{LocalTTL: time.Hour})
+	ctx := ctxT(t)
+	if err := k.Set(ctx, "1", user{Name: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), "TIERCACHE_HELPER_REDIS="+srv.Addr)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_, _ = io.WriteString(stdin, "quit\n")
+		_ = stdin.Close()
+		_ = cmd.Wait()
+	}()
+	out := bufio.NewScanner(stdout)
+	ask := func(id string) string {
+		if _, err := io.WriteString(stdin, "get "+id+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		if !out.Scan() {
+			t.Fatalf("child died: %v", out.Err())
+		}
+		return out.Text()
+	}
+	if !out.Scan() || out.Text() != "ready" {
+		t.Fatalf("child did not start: %q", out.Text())
+	}
+	ask("1")
+	if got := ask("1"); !strings.HasPrefix(got, "v1 <nil> localhits=1") {
+		t.Fatalf("child's second read = %q, want a local hit of v1", got)
+	}
+	if err := k.Set(ctx, "1", user{Name: "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the child process sees v2", func() bool {
+		return strings.HasPrefix(ask("1"), "v2 ")
+	})
+}
