@@ -82,18 +82,28 @@ redis.call('PUBLISH', ARGV[1], ARGV[2] .. table.concat(out))
 return v
 `)
 
-// getOrLeaseScript returns the value if present; otherwise it tries to take
-// the lease. One atomic round trip, so a process never takes a lease on a key
-// that another process has just filled.
+// getOrLeaseScript returns the value if it is present and fresh; otherwise
+// it tries to take the lease, and returns the stale value (if any) beside
+// the outcome. One atomic round trip, so a process never takes a lease on a
+// key that another process has just filled. Freshness is read from the
+// envelope header (bytes 4-11, big-endian Unix ms; see envelope.go); bytes
+// that are not an envelope are returned as present, for the caller to
+// reject and overwrite.
 //
 // KEYS[1] value key, KEYS[2] lease key
-// ARGV[1] lease token, ARGV[2] lease TTL in ms
-// Returns {1, value}, {2} (lease taken) or {3} (lease held by another).
+// ARGV[1] lease token, ARGV[2] lease TTL in ms, ARGV[3] now in Unix ms
+// Returns {1, value} (fresh), {2, stale-or-nothing} (lease taken) or
+// {3, stale-or-nothing} (lease held by another).
 var getOrLeaseScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
-if v then return {1, v} end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
-return {3}
+if v then
+  if string.len(v) < 11 or string.byte(v, 1) ~= 0xC4 then return {1, v} end
+  local fresh = 0
+  for i = 4, 11 do fresh = fresh * 256 + string.byte(v, i) end
+  if fresh > tonumber(ARGV[3]) then return {1, v} end
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, v} end
+return {3, v}
 `)
 
 // releaseScript deletes a lease only if the caller still holds it.

@@ -106,16 +106,17 @@ func (s *Store) Delete(ctx context.Context, channel string, batches []DeleteBatc
 type LeaseState uint8
 
 const (
-	// Found: the value is present; no lease was taken.
+	// Found: the value is present and fresh; no lease was taken.
 	Found LeaseState = 1
-	// Won: the value is absent and the caller now holds the lease.
+	// Won: the value is absent or stale and the caller now holds the lease.
 	Won LeaseState = 2
-	// Lost: the value is absent and another caller holds the lease.
+	// Lost: the value is absent or stale and another caller holds the lease.
 	Lost LeaseState = 3
 )
 
-// LeaseResult is what GetOrLease saw for one key. Value is set when State is
-// Found; it aliases an immutable string and must not be modified.
+// LeaseResult is what GetOrLease saw for one key. Value is the fresh value
+// when State is Found, and the stale value (or nil) otherwise; it aliases an
+// immutable string and must not be modified.
 type LeaseResult struct {
 	State LeaseState
 	Value []byte
@@ -124,13 +125,15 @@ type LeaseResult struct {
 // Lease names a value key and its lease key.
 type Lease struct{ Key, Lease string }
 
-// GetOrLease reads each value and, where it is absent, tries to take its
-// lease with token for ttl, atomically per key and pipelined across keys:
-// one round trip on a single server, one per node on Redis Cluster.
-func (s *Store) GetOrLease(ctx context.Context, ls []Lease, token string, ttl time.Duration) ([]LeaseResult, error) {
+// GetOrLease reads each value and, where it is absent or stale at nowMs
+// (Unix ms), tries to take its lease with token for ttl, atomically per key
+// and pipelined across keys: one round trip on a single server, one per
+// node on Redis Cluster.
+func (s *Store) GetOrLease(ctx context.Context, ls []Lease, token string, ttl time.Duration, nowMs int64) ([]LeaseResult, error) {
+	now := strconv.FormatInt(nowMs, 10)
 	calls := make([]scriptCall, len(ls))
 	for i, l := range ls {
-		calls[i] = scriptCall{getOrLeaseScript, []string{l.Key, l.Lease}, []interface{}{token, ms(ttl)}}
+		calls[i] = scriptCall{getOrLeaseScript, []string{l.Key, l.Lease}, []interface{}{token, ms(ttl), now}}
 	}
 	cmds, err := s.runPipelined(ctx, calls)
 	if err != nil {
@@ -148,15 +151,19 @@ func (s *Store) GetOrLease(ctx context.Context, ls []Lease, token string, ttl ti
 		st, _ := r[0].(int64)
 		out[i].State = LeaseState(st)
 		switch out[i].State {
-		case Found:
+		case Found, Won, Lost:
+		default:
+			return nil, fmt.Errorf("tiercache: unexpected lease reply %v", r)
+		}
+		if len(r) > 1 && r[1] != nil {
 			v, ok := r[1].(string)
-			if !ok || len(r) != 2 {
+			if !ok {
 				return nil, fmt.Errorf("tiercache: unexpected lease reply %v", r)
 			}
 			out[i].Value = readOnlyBytes(v)
-		case Won, Lost:
-		default:
-			return nil, fmt.Errorf("tiercache: unexpected lease reply %v", r)
+		}
+		if out[i].State == Found && out[i].Value == nil {
+			return nil, fmt.Errorf("tiercache: lease reply found no value")
 		}
 	}
 	return out, nil
@@ -165,7 +172,38 @@ func (s *Store) GetOrLease(ctx context.Context, ls []Lease, token string, ttl ti
 // ReleaseLease gives up a lease the caller holds (after a failed load), so
 // that waiting processes need not wait for it to expire.
 func (s *Store) ReleaseLease(ctx context.Context, lease, token string) error {
-	return releaseScript.Run(ctx, s.rdb, []string{lease}, token).Err()
+	return s.ReleaseLeases(ctx, []string{lease}, token)
+}
+
+// ReleaseLeases gives up several leases held with token, pipelined.
+func (s *Store) ReleaseLeases(ctx context.Context, leases []string, token string) error {
+	calls := make([]scriptCall, len(leases))
+	for i, l := range leases {
+		calls[i] = scriptCall{releaseScript, []string{l}, []interface{}{token}}
+	}
+	_, err := s.runPipelined(ctx, calls)
+	return err
+}
+
+// TryLeases tries to take each lease with token for ttl (SET NX PX),
+// pipelined. won[i] reports whether leases[i] was taken. Background
+// refreshes use it: the value is present, so only the lease matters.
+func (s *Store) TryLeases(ctx context.Context, leases []string, token string, ttl time.Duration) (won []bool, err error) {
+	cmds := make([]*redis.BoolCmd, len(leases))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, l := range leases {
+			cmds[i] = p.SetNX(ctx, l, token, ttl)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	won = make([]bool, len(leases))
+	for i, c := range cmds {
+		won[i] = c.Val()
+	}
+	return won, nil
 }
 
 // Filled is one value a lease holder wants to store.

@@ -42,6 +42,7 @@ type Client struct {
 	spaces map[string]space
 
 	leaseSeq atomic.Uint64
+	refreshQ chan func(context.Context)
 
 	sent, applied, unknown, flushes, resubs atomic.Uint64
 
@@ -81,6 +82,7 @@ func NewClient(opts Options) (*Client, error) {
 	c.warn = c.log.WithOptions(zap.WrapCore(func(core zapcore.Core) zapcore.Core {
 		return zapcore.NewSamplerWithOptions(core, time.Second, 1, 0)
 	}))
+	c.startRefreshers()
 	c.bus = invalidation.NewBus(opts.Redis, opts.Channel, node, busHandler{c}, invalidation.BusOptions{PingEvery: opts.BusTimeout / 4})
 	return c, nil
 }
@@ -280,5 +282,6 @@ type testHooks struct {
 	beforeLocalFill func(keyspace, id string) // after a Redis read, before the local fill
 	beforeRedisFill func(keyspace, id string) // after a load, before the leased Redis fill
 	onMessage       func(m *invalidation.Message)
-	busDown         func() // in the bus goroutine, before it reconnects
+	rand            func() float64 // XFetch's random draw
+	busDown         func()         // in the bus goroutine, before it reconnects
 }

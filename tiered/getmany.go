@@ -27,6 +27,7 @@ func (k *Keyspace[V]) GetMany(ctx context.Context, ids []string) (map[string]V, 
 	var miss []string
 	var hs []uint64
 	var done map[string]bool // ids answered "not found" or queued as misses
+	now := k.c.clk.Now()
 	for _, id := range ids {
 		if _, ok := out[id]; ok || done[id] {
 			continue
@@ -35,12 +36,15 @@ func (k *Keyspace[V]) GetMany(ctx context.Context, ids []string) (map[string]V, 
 			done = make(map[string]bool)
 		}
 		h := k.hash(id)
-		e, ok := k.lookup(h, id)
+		e, st := k.lookup(h, id, now)
 		switch {
-		case ok && e.neg:
+		case st == hitFresh && e.neg:
 			k.st.negativeHits.Add(1)
 			done[id] = true
-		case ok:
+		case st == hitFresh:
+			if now >= e.refreshAt {
+				k.maybeRefreshEarly(id, h, &e, now)
+			}
 			out[id] = e.val
 		default:
 			done[id] = true
@@ -94,9 +98,14 @@ func (k *Keyspace[V]) fetchMany(ctx context.Context, ids []string, hs []uint64, 
 			rest = append(rest, p)
 			continue
 		}
-		l, ok := k.accept(p.id, p.h, p.key, p.ver, b, p.tok)
-		if !ok {
+		l, st, _ := k.accept(p.id, p.h, p.key, p.ver, b, p.tok)
+		switch st {
+		case redisCorrupt:
 			corrupt = append(corrupt, p)
+			continue
+		case redisStale:
+			k.st.redisMisses.Add(1)
+			rest = append(rest, p)
 			continue
 		}
 		k.st.redisHits.Add(1)
@@ -138,7 +147,7 @@ func (k *Keyspace[V]) loadManyLeased(ctx context.Context, ps []pending, out map[
 		ls[i] = remote.Lease{Key: p.key, Lease: keys.LeaseKey(p.key)}
 	}
 	rctx, cancel := k.c.redisCtx(ctx, k.c.opts.ReadTimeout)
-	rs, err := k.c.store.GetOrLease(rctx, ls, token, k.cfg.LeaseTTL)
+	rs, err := k.c.store.GetOrLease(rctx, ls, token, k.cfg.LeaseTTL, time.Now().UnixMilli())
 	cancel()
 	if err != nil {
 		k.redisError("lease", ls[0].Key, err)
@@ -149,7 +158,7 @@ func (k *Keyspace[V]) loadManyLeased(ctx context.Context, ps []pending, out map[
 		p := ps[i]
 		switch r.State {
 		case remote.Found:
-			if l, ok := k.accept(p.id, p.h, p.key, p.ver, r.Value, p.tok); ok {
+			if l, st, _ := k.accept(p.id, p.h, p.key, p.ver, r.Value, p.tok); st != redisCorrupt {
 				if !l.neg {
 					out[p.id] = l.val
 				}
@@ -179,7 +188,7 @@ func (k *Keyspace[V]) loadManyLeased(ctx context.Context, ps []pending, out map[
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				v, err := k.miss(ctx, p.id, p.h)
+				v, err := k.miss(ctx, p.id, p.h, nil)
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
@@ -205,10 +214,25 @@ func (k *Keyspace[V]) fillWon(ctx context.Context, won []pending, token string, 
 	var fills []remote.Filled
 	var filled []pending
 	var fresh []int64
+	var release []string
+	delta := deltaMs(took)
+	defer func() {
+		// Failed or uncached loads give their leases back, so that other
+		// processes need not wait for them to expire.
+		if len(release) == 0 {
+			return
+		}
+		rctx, cancel := k.c.redisCtx(context.WithoutCancel(ctx), k.c.opts.WriteTimeout)
+		defer cancel()
+		if rerr := k.c.store.ReleaseLeases(rctx, release, token); rerr != nil {
+			k.redisError("release lease", release[0], rerr)
+		}
+	}()
 	for _, p := range won {
 		l, ok := res[p.id]
 		if !ok || (l.neg && k.cfg.NegativeTTL == 0) {
-			continue // failed or absent: the lease expires (or is voided) on its own
+			release = append(release, keys.LeaseKey(p.key))
+			continue
 		}
 		if !l.neg {
 			out[p.id] = l.val
@@ -233,7 +257,7 @@ func (k *Keyspace[V]) fillWon(ctx context.Context, won []pending, token string, 
 					k.st.fillsRefused.Add(1)
 					continue
 				}
-				k.fillLocal(p.id, p.h, p.ver, res[p.id], fresh[i], p.tok)
+				k.fillLocal(p.id, p.h, p.ver, res[p.id], fresh[i], delta, p.tok)
 			}
 		}
 	}
@@ -262,7 +286,7 @@ func (k *Keyspace[V]) loadManyAndFill(ctx context.Context, ps []pending, out map
 			k.redisError("fill", p.key, ferr)
 			continue
 		}
-		k.fillLocal(p.id, p.h, p.ver, l, freshUntil, p.tok)
+		k.fillLocal(p.id, p.h, p.ver, l, freshUntil, deltaMs(took), p.tok)
 	}
 	return err
 }

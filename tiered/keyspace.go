@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand"
+	"sync"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -19,21 +21,28 @@ import (
 // Keyspace is one kind of cached data with values of type V. It is safe for
 // concurrent use. Create it with NewKeyspace.
 type Keyspace[V any] struct {
-	c     *Client
-	cfg   Config[V]
-	local *local.Cache[entry[V]]
-	hash  func(string) uint64
-	sf    singleflight.Group
-	vers  versions
-	st    counters
+	c          *Client
+	cfg        Config[V]
+	local      *local.Cache[entry[V]]
+	hash       func(string) uint64
+	sf         singleflight.Group
+	vers       versions
+	refreshing sync.Map // ids with a background refresh queued or running
+	st         counters
 }
 
 // entry is what the local tier holds: the decoded value, so a hit neither
-// allocates nor decodes.
+// allocates nor decodes, and the times that decide how it may be served.
+// Times are readings of the Client's coarse clock.
 type entry[V any] struct {
-	val V
-	neg bool   // a cached "not found"
-	ver uint64 // the group version the value was read under
+	val       V
+	neg       bool   // a cached "not found"
+	ver       uint64 // the group version the value was read under
+	fresh     int64  // served as a plain hit until then
+	refreshAt int64  // from then on a hit draws for an early refresh
+	expiry    int64  // the value's fresh-until in Redis (XFetch's expiry)
+	delta     int64  // how long its load took, ns (XFetch's delta)
+	staleEnd  int64  // served if the Loader fails until then (StaleIfError)
 }
 
 // NewKeyspace creates a keyspace in c. The name must be unique in c.
@@ -73,32 +82,63 @@ func (k *Keyspace[V]) Get(ctx context.Context, id string) (V, error) {
 		return zero, err
 	}
 	h := k.hash(id)
-	if e, ok := k.lookup(h, id); ok {
-		if e.neg {
-			k.st.negativeHits.Add(1)
-			var zero V
-			return zero, ErrNotFound
-		}
-		return e.val, nil
+	now := k.c.clk.Now()
+	e, st := k.lookup(h, id, now)
+	if st != hitFresh {
+		return k.miss(ctx, id, h, k.fallback(&e, st, now))
 	}
-	return k.miss(ctx, id, h)
+	if now >= e.refreshAt {
+		k.maybeRefreshEarly(id, h, &e, now)
+	}
+	if e.neg {
+		k.st.negativeHits.Add(1)
+		var zero V
+		return zero, ErrNotFound
+	}
+	return e.val, nil
 }
 
+type lookupState uint8
+
+const (
+	lookupMiss lookupState = iota
+	hitFresh               // serve it
+	hitStale               // past fresh: usable only if the Loader fails
+)
+
 // lookup is the hit path: one clock load, one shard lock, no allocation.
-func (k *Keyspace[V]) lookup(h uint64, id string) (entry[V], bool) {
-	now := k.c.clk.Now()
-	if now >= k.c.serveUntil.Load() {
+func (k *Keyspace[V]) lookup(h uint64, id string, now int64) (entry[V], lookupState) {
+	busOK := now < k.c.serveUntil.Load()
+	if !busOK && k.cfg.StaleIfError == 0 {
 		// The bus is not known to be healthy: local entries may have
-		// missed invalidations.
+		// missed invalidations. Go to Redis.
 		k.st.localBypass.Add(1)
-		return entry[V]{}, false
+		return entry[V]{}, lookupMiss
 	}
 	e, ok := k.local.Get(h, id, now)
-	if ok && k.cfg.Group != nil {
-		ver, known := k.vers.get(k.cfg.Group(id), now)
-		ok = known && ver == e.ver
+	if !ok {
+		return e, lookupMiss
 	}
-	return e, ok
+	if k.cfg.Group != nil {
+		if ver, known := k.vers.get(k.cfg.Group(id), now); !known || ver != e.ver {
+			k.st.localNotServed.Add(1)
+			return e, lookupMiss
+		}
+	}
+	if now >= e.fresh || !busOK {
+		// Kept only as a stale-if-error fallback.
+		k.st.localNotServed.Add(1)
+		return e, hitStale
+	}
+	return e, hitFresh
+}
+
+// fallback returns the stale value a miss may serve if loading fails.
+func (k *Keyspace[V]) fallback(e *entry[V], st lookupState, now int64) *loaded[V] {
+	if st != hitStale || now >= e.staleEnd {
+		return nil
+	}
+	return &loaded[V]{val: e.val, neg: e.neg}
 }
 
 type loaded[V any] struct {
@@ -109,7 +149,7 @@ type loaded[V any] struct {
 // miss coalesces concurrent misses of one id in this process into one fetch
 // that runs on its own context (bounded by LoadTimeout), so a caller giving
 // up does not fail the others.
-func (k *Keyspace[V]) miss(ctx context.Context, id string, h uint64) (V, error) {
+func (k *Keyspace[V]) miss(ctx context.Context, id string, h uint64, stale *loaded[V]) (V, error) {
 	var zero V
 	if k.c.closed.Load() {
 		return zero, ErrClosed
@@ -120,7 +160,7 @@ func (k *Keyspace[V]) miss(ctx context.Context, id string, h uint64) (V, error) 
 	ch := k.sf.DoChan(id, func() (v any, err error) {
 		lctx, cancel := k.c.loadCtx(ctx, k.cfg.LoadTimeout)
 		defer cancel()
-		return k.fetch(lctx, id, h)
+		return k.fetch(lctx, id, h, stale)
 	})
 	select {
 	case r := <-ch:
@@ -137,13 +177,14 @@ func (k *Keyspace[V]) miss(ctx context.Context, id string, h uint64) (V, error) 
 	}
 }
 
-// fetch reads id from Redis and, on a miss, loads it under a lease.
-func (k *Keyspace[V]) fetch(ctx context.Context, id string, h uint64) (loaded[V], error) {
+// fetch reads id from Redis and, on a miss, loads it under a lease. stale is
+// what may be served if loading fails (StaleIfError), or nil.
+func (k *Keyspace[V]) fetch(ctx context.Context, id string, h uint64, stale *loaded[V]) (loaded[V], error) {
 	tok := k.local.Token(h)
 	ver, err := k.version(ctx, id)
 	if err != nil {
 		k.redisError("version", keys.Key(k.cfg.Name, id), err)
-		return k.loadDirect(ctx, id)
+		return k.loadOrStale(ctx, id, stale)
 	}
 	key := k.redisKey(id, ver)
 	rctx, cancel := k.c.redisCtx(ctx, k.c.opts.ReadTimeout)
@@ -151,15 +192,26 @@ func (k *Keyspace[V]) fetch(ctx context.Context, id string, h uint64) (loaded[V]
 	cancel()
 	if err != nil {
 		k.redisError("get", key, err)
-		return k.loadDirect(ctx, id)
+		return k.loadOrStale(ctx, id, stale)
 	}
 	corrupt := false
 	if found {
-		if l, ok := k.accept(id, h, key, ver, b, tok); ok {
+		l, state, fb := k.accept(id, h, key, ver, b, tok)
+		switch state {
+		case redisFresh:
 			k.st.redisHits.Add(1)
 			return l, nil
+		case redisRevalidate:
+			k.st.redisHits.Add(1)
+			return l, nil
+		case redisCorrupt:
+			corrupt = true
+		default:
+			k.st.redisMisses.Add(1)
+			if fb != nil {
+				stale = fb
+			}
 		}
-		corrupt = true
 	} else {
 		k.st.redisMisses.Add(1)
 	}
@@ -167,16 +219,26 @@ func (k *Keyspace[V]) fetch(ctx context.Context, id string, h uint64) (loaded[V]
 		return loaded[V]{}, ErrNotFound
 	}
 	if corrupt || k.cfg.DisableLeases {
-		return k.loadAndFill(ctx, id, h, key, ver, tok)
+		return k.loadAndFill(ctx, id, h, key, ver, tok, stale)
 	}
-	return k.loadLeased(ctx, id, h, key, ver, tok)
+	return k.loadLeased(ctx, id, h, key, ver, tok, stale)
 }
 
-// accept decodes bytes read from Redis and fills the local tier with them.
-// ok is false for bytes that are corrupt, foreign or undecodable.
-func (k *Keyspace[V]) accept(id string, h uint64, key string, ver uint64, b []byte, tok uint64) (loaded[V], bool) {
+type redisState uint8
+
+const (
+	redisCorrupt    redisState = iota // not an envelope, or undecodable
+	redisFresh                        // fresh: filled locally, served
+	redisRevalidate                   // stale inside StaleWhileRevalidate: served, refresh queued
+	redisStale                        // stale past that: a miss (fb may serve it on loader failure)
+)
+
+// accept decodes bytes read from Redis. A fresh value fills the local tier;
+// a stale one inside the StaleWhileRevalidate window is served while one
+// background refresh runs; a staler one is a miss, returned as fb when the
+// StaleIfError window still allows serving it on a loader failure.
+func (k *Keyspace[V]) accept(id string, h uint64, key string, ver uint64, b []byte, tok uint64) (l loaded[V], st redisState, fb *loaded[V]) {
 	env, err := remote.DecodeEnvelope(b)
-	var l loaded[V]
 	if err == nil {
 		l.neg = env.Negative()
 		if !l.neg {
@@ -186,77 +248,118 @@ func (k *Keyspace[V]) accept(id string, h uint64, key string, ver uint64, b []by
 	if err != nil {
 		k.st.corrupt.Add(1)
 		k.c.warn.Warn("undecodable value in Redis, treated as a miss", zap.String("key", key), zap.Error(err))
-		return l, false
+		return l, redisCorrupt, nil
 	}
-	k.fillLocal(id, h, ver, l, env.FreshUntilMs, tok)
-	return l, true
+	nowMs := time.Now().UnixMilli()
+	switch {
+	case nowMs < env.FreshUntilMs:
+		k.fillLocal(id, h, ver, l, env.FreshUntilMs, env.DeltaMs, tok)
+		return l, redisFresh, nil
+	case !l.neg && nowMs < env.FreshUntilMs+k.cfg.StaleWhileRevalidate.Milliseconds():
+		k.st.staleServed.Add(1)
+		k.refresh(id, h, false)
+		return l, redisRevalidate, nil
+	case !l.neg && nowMs < env.FreshUntilMs+k.cfg.StaleIfError.Milliseconds():
+		return l, redisStale, &l
+	}
+	return l, redisStale, nil
 }
 
 // fillLocal stores a value read from Redis or loaded, unless an
 // invalidation of its shard arrived since tok was taken.
-func (k *Keyspace[V]) fillLocal(id string, h uint64, ver uint64, l loaded[V], freshUntilMs int64, tok uint64) {
+func (k *Keyspace[V]) fillLocal(id string, h uint64, ver uint64, l loaded[V], freshUntilMs int64, deltaMs uint32, tok uint64) {
 	if hk := k.c.hooks; hk != nil && hk.beforeLocalFill != nil {
 		hk.beforeLocalFill(k.cfg.Name, id)
 	}
-	ttl := k.cfg.LocalTTL
-	if rem := time.Until(time.UnixMilli(freshUntilMs)); rem < ttl {
-		ttl = rem
-	}
-	if ttl <= 0 {
+	now := k.c.clk.Precise()
+	remain := time.Duration(freshUntilMs-time.Now().UnixMilli()) * time.Millisecond
+	if remain <= 0 {
 		return
 	}
-	if !k.local.SetIfUnchanged(h, id, entry[V]{val: l.val, neg: l.neg, ver: ver}, k.c.clk.Precise()+int64(ttl), tok) {
+	e := k.newEntry(l, ver, now, remain, time.Duration(deltaMs)*time.Millisecond)
+	if !k.local.SetIfUnchanged(h, id, e, max(e.fresh, e.staleEnd), tok) {
 		k.st.localFillsSkipped.Add(1)
 	}
 }
 
+// newEntry builds a local entry for a value that stays fresh in Redis for
+// remain from clock time now, and whose load took delta.
+func (k *Keyspace[V]) newEntry(l loaded[V], ver uint64, now int64, remain, delta time.Duration) entry[V] {
+	e := entry[V]{val: l.val, neg: l.neg, ver: ver, expiry: now + int64(remain), delta: int64(delta)}
+	e.fresh = now + int64(min(k.cfg.LocalTTL, remain))
+	e.refreshAt = math.MaxInt64
+	e.staleEnd = e.fresh
+	if !l.neg {
+		e.refreshAt = refreshFrom(e.expiry, e.delta, k.cfg.EarlyRefreshBeta)
+		if k.cfg.StaleIfError > 0 {
+			e.staleEnd = e.expiry + int64(k.cfg.StaleIfError)
+		}
+	}
+	return e
+}
+
 // loadLeased takes the key's lease (or finds the value filled meanwhile).
 // The holder loads and fills; the others wait for its fill, bounded by
-// LeaseWait, then load for themselves and cache nothing.
-func (k *Keyspace[V]) loadLeased(ctx context.Context, id string, h uint64, key string, ver uint64, tok uint64) (loaded[V], error) {
-	lease := keys.LeaseKey(key)
+// LeaseWait, then serve the stale value if Redis has one, and only then
+// load for themselves and cache nothing.
+func (k *Keyspace[V]) loadLeased(ctx context.Context, id string, h uint64, key string, ver uint64, tok uint64, stale *loaded[V]) (loaded[V], error) {
+	lease := leaseKey(key)
 	token := k.c.leaseToken()
 	deadline := time.Now().Add(k.cfg.LeaseWait)
 	backoff := 2 * time.Millisecond
+	var lastStale []byte
 	for attempt := 0; ; attempt++ {
 		rctx, cancel := k.c.redisCtx(ctx, k.c.opts.ReadTimeout)
-		rs, err := k.c.store.GetOrLease(rctx, []remote.Lease{{Key: key, Lease: lease}}, token, k.cfg.LeaseTTL)
+		rs, err := k.c.store.GetOrLease(rctx, []remote.Lease{{Key: key, Lease: lease}}, token, k.cfg.LeaseTTL, time.Now().UnixMilli())
 		cancel()
 		if err != nil {
 			k.redisError("lease", key, err)
-			return k.loadDirect(ctx, id)
+			return k.loadOrStale(ctx, id, stale)
 		}
-		switch rs[0].State {
+		r := rs[0]
+		switch r.State {
 		case remote.Found:
-			if l, ok := k.accept(id, h, key, ver, rs[0].Value, tok); ok {
-				if attempt > 0 {
-					k.st.leaseWaits.Add(1)
-				}
-				return l, nil
+			l, st, _ := k.accept(id, h, key, ver, r.Value, tok)
+			if st == redisCorrupt {
+				return k.loadAndFill(ctx, id, h, key, ver, tok, stale)
 			}
-			return k.loadAndFill(ctx, id, h, key, ver, tok)
+			if attempt > 0 {
+				k.st.leaseWaits.Add(1)
+			}
+			return l, nil
 		case remote.Won:
 			k.st.leasesWon.Add(1)
-			return k.loadUnderLease(ctx, id, h, key, lease, token, ver, tok)
+			return k.loadUnderLease(ctx, id, h, key, lease, token, ver, tok, stale)
 		}
 		if attempt == 0 {
 			k.st.leasesLost.Add(1)
 		}
+		lastStale = r.Value
 		if !time.Now().Add(backoff).Before(deadline) {
-			k.st.leaseTimeouts.Add(1)
-			return k.loadDirect(ctx, id)
+			break
 		}
 		if err := wait(ctx, backoff); err != nil {
 			return loaded[V]{}, err
 		}
 		backoff = min(2*backoff, 25*time.Millisecond)
 	}
+	k.st.leaseTimeouts.Add(1)
+	if lastStale != nil {
+		if env, err := remote.DecodeEnvelope(lastStale); err == nil && !env.Negative() {
+			var l loaded[V]
+			if k.cfg.Codec.Unmarshal(env.Payload, &l.val) == nil {
+				k.st.staleServed.Add(1)
+				return l, nil
+			}
+		}
+	}
+	return k.loadOrStale(ctx, id, stale)
 }
 
 // loadUnderLease loads id and fills Redis only if the lease still stands,
 // then the local tier. A refused fill means a write raced the load: the
 // value is returned to the caller but cached nowhere.
-func (k *Keyspace[V]) loadUnderLease(ctx context.Context, id string, h uint64, key, lease, token string, ver uint64, tok uint64) (loaded[V], error) {
+func (k *Keyspace[V]) loadUnderLease(ctx context.Context, id string, h uint64, key, lease, token string, ver uint64, tok uint64, stale *loaded[V]) (loaded[V], error) {
 	l, took, err := k.load(ctx, id)
 	if err != nil || (l.neg && k.cfg.NegativeTTL == 0) {
 		rctx, cancel := k.c.redisCtx(context.WithoutCancel(ctx), k.c.opts.WriteTimeout)
@@ -264,7 +367,7 @@ func (k *Keyspace[V]) loadUnderLease(ctx context.Context, id string, h uint64, k
 			k.redisError("release lease", lease, rerr)
 		}
 		cancel()
-		return l, err
+		return k.orStale(l, err, stale)
 	}
 	env, ttl, freshUntil, err := k.envelope(l, took)
 	if err != nil {
@@ -285,16 +388,16 @@ func (k *Keyspace[V]) loadUnderLease(ctx context.Context, id string, h uint64, k
 		k.st.fillsRefused.Add(1)
 		return l, nil
 	}
-	k.fillLocal(id, h, ver, l, freshUntil, tok)
+	k.fillLocal(id, h, ver, l, freshUntil, deltaMs(took), tok)
 	return l, nil
 }
 
 // loadAndFill loads without a lease and overwrites Redis (leases off, or a
 // corrupt value in the way).
-func (k *Keyspace[V]) loadAndFill(ctx context.Context, id string, h uint64, key string, ver uint64, tok uint64) (loaded[V], error) {
+func (k *Keyspace[V]) loadAndFill(ctx context.Context, id string, h uint64, key string, ver uint64, tok uint64, stale *loaded[V]) (loaded[V], error) {
 	l, took, err := k.load(ctx, id)
 	if err != nil || (l.neg && k.cfg.NegativeTTL == 0) {
-		return l, err
+		return k.orStale(l, err, stale)
 	}
 	env, ttl, freshUntil, err := k.envelope(l, took)
 	if err != nil {
@@ -308,19 +411,39 @@ func (k *Keyspace[V]) loadAndFill(ctx context.Context, id string, h uint64, key 
 		k.redisError("fill", key, err)
 		return l, nil
 	}
-	k.fillLocal(id, h, ver, l, freshUntil, tok)
+	k.fillLocal(id, h, ver, l, freshUntil, deltaMs(took), tok)
 	return l, nil
 }
 
-// loadDirect calls the Loader and caches nothing: Redis is failing or a
-// lease wait ran out.
-func (k *Keyspace[V]) loadDirect(ctx context.Context, id string) (loaded[V], error) {
+// loadOrStale calls the Loader and caches nothing (Redis is failing or a
+// lease wait ran out); if the Loader fails too, it serves stale when the
+// StaleIfError window allows.
+func (k *Keyspace[V]) loadOrStale(ctx context.Context, id string, stale *loaded[V]) (loaded[V], error) {
 	if k.cfg.Loader == nil {
+		if stale != nil {
+			k.st.staleOnError.Add(1)
+			return *stale, nil
+		}
 		return loaded[V]{}, ErrNotFound
 	}
 	l, _, err := k.load(ctx, id)
+	return k.orStale(l, err, stale)
+}
+
+// orStale replaces a load error by the stale value, if there is one.
+func (k *Keyspace[V]) orStale(l loaded[V], err error, stale *loaded[V]) (loaded[V], error) {
+	if err != nil && stale != nil {
+		k.st.staleOnError.Add(1)
+		k.c.warn.Warn("loader failed; serving a stale value (StaleIfError)", zap.Error(err))
+		return *stale, nil
+	}
 	return l, err
 }
+
+func deltaMs(d time.Duration) uint32 { return uint32(min(d.Milliseconds(), math.MaxUint32)) }
+
+// leaseKey is the key of the lease on a value key (same Cluster slot).
+func leaseKey(key string) string { return keys.LeaseKey(key) }
 
 // load calls the Loader, turning ErrNotFound into a negative result and a
 // panic into an error.
@@ -357,9 +480,9 @@ func (k *Keyspace[V]) envelope(l loaded[V], took time.Duration) (env []byte, ttl
 		}
 		ttl = k.jitter(ttl)
 	}
-	e.DeltaMs = uint32(min(took.Milliseconds(), 1<<31))
+	e.DeltaMs = deltaMs(took)
 	e.FreshUntilMs = time.Now().Add(ttl).UnixMilli()
-	return remote.AppendEnvelope(make([]byte, 0, len(e.Payload)+remote.EnvelopeOverhead), &e), ttl, e.FreshUntilMs, nil
+	return remote.AppendEnvelope(make([]byte, 0, len(e.Payload)+remote.EnvelopeOverhead), &e), ttl + k.staleWindow(l.neg), e.FreshUntilMs, nil
 }
 
 func (k *Keyspace[V]) encode(v V) ([]byte, error) {
@@ -371,6 +494,15 @@ func (k *Keyspace[V]) encode(v V) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d bytes encoded, MaxValueSize is %d", ErrValueTooLarge, len(b), k.cfg.MaxValueSize)
 	}
 	return b, nil
+}
+
+// staleWindow is how long Redis keeps a value past its fresh TTL, so that
+// it can still be served stale.
+func (k *Keyspace[V]) staleWindow(neg bool) time.Duration {
+	if neg {
+		return 0
+	}
+	return max(k.cfg.StaleWhileRevalidate, k.cfg.StaleIfError)
 }
 
 func (k *Keyspace[V]) jitter(ttl time.Duration) time.Duration {
@@ -436,10 +568,13 @@ func wait(ctx context.Context, d time.Duration) error {
 
 // Stats returns the keyspace's counters.
 func (k *Keyspace[V]) Stats() Stats {
+	// Read before the shard counters: every unserved entry was counted as
+	// a shard hit first, so the difference cannot go below zero.
+	notServed := k.st.localNotServed.Load()
 	ls := k.local.Stats()
 	return Stats{
-		LocalHits:         ls.Hits,
-		LocalMisses:       ls.Misses + k.st.localBypass.Load(),
+		LocalHits:         ls.Hits - notServed,
+		LocalMisses:       ls.Misses + k.st.localBypass.Load() + notServed,
 		LocalEvictions:    ls.Evictions,
 		LocalEntries:      k.local.Len(),
 		RedisHits:         k.st.redisHits.Load(),
@@ -454,6 +589,11 @@ func (k *Keyspace[V]) Stats() Stats {
 		LeaseWaits:        k.st.leaseWaits.Load(),
 		LeaseTimeouts:     k.st.leaseTimeouts.Load(),
 		FillsRefused:      k.st.fillsRefused.Load(),
+		EarlyRefreshes:    k.st.earlyRefreshes.Load(),
+		Revalidations:     k.st.revalidations.Load(),
+		RefreshesDropped:  k.st.refreshesDropped.Load(),
+		StaleServed:       k.st.staleServed.Load(),
+		StaleOnError:      k.st.staleOnError.Load(),
 		LocalFillsSkipped: k.st.localFillsSkipped.Load(),
 		Sets:              k.st.sets.Load(),
 		Deletes:           k.st.deletes.Load(),

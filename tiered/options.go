@@ -44,6 +44,16 @@ type Options struct {
 	// A caller's earlier context deadline wins. Default 1s.
 	WriteTimeout time.Duration
 
+	// RefreshWorkers is the number of goroutines that run background
+	// refreshes (early refresh and stale-while-revalidate) for all
+	// keyspaces. Default 4.
+	RefreshWorkers int
+
+	// RefreshQueue bounds the refreshes waiting for a worker. When it is
+	// full, new refreshes are dropped and counted (Stats.RefreshesDropped),
+	// never piled up. Default 1024.
+	RefreshQueue int
+
 	hooks *testHooks // set by this package's tests only
 }
 
@@ -72,6 +82,12 @@ func (o *Options) applyDefaults() error {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = defaultWriteTimeout
+	}
+	if o.RefreshWorkers <= 0 {
+		o.RefreshWorkers = 4
+	}
+	if o.RefreshQueue <= 0 {
+		o.RefreshQueue = 1024
 	}
 	return nil
 }
@@ -130,8 +146,9 @@ type Config[V any] struct {
 	Loader func(ctx context.Context, id string) (V, error)
 
 	// BatchLoader, when set, loads the misses of GetMany in one call. Ids
-	// absent from the returned map are not found. Default: GetMany calls
-	// Loader once per missing id, concurrently.
+	// absent from the returned map are not found. Get does not use it: set
+	// Loader as well for Get to read through. Default: GetMany calls Loader
+	// once per missing id, concurrently.
 	BatchLoader func(ctx context.Context, ids []string) (map[string]V, error)
 
 	// Codec encodes values for Redis. Default: Raw for []byte and string,
@@ -164,11 +181,34 @@ type Config[V any] struct {
 	LeaseTTL time.Duration
 
 	// LeaseWait is how long a process that did not get the lease waits for
-	// the holder's fill before it calls the Loader itself (and caches
-	// nothing). Default 1s: typical loads take well under that, and a
-	// caller that waits longer is better served by its own load.
+	// the holder's fill before it serves a stale value (if Redis still has
+	// one) or calls the Loader itself (and caches nothing). Default 1s:
+	// typical loads take well under that, and a caller that waits longer is
+	// better served by its own load.
 	LeaseWait time.Duration
+
+	// EarlyRefreshBeta is XFetch's beta (Vattani et al., VLDB 2015): a hit
+	// refreshes the value in the background, before it expires, with a
+	// probability that grows as expiry nears and with how long the last
+	// load took: when now - delta*beta*ln(rand) >= expiry. Larger values
+	// refresh earlier. Default 1; a negative value (NoEarlyRefresh)
+	// disables early refresh (the paper's beta = 0).
+	EarlyRefreshBeta float64
+
+	// StaleWhileRevalidate is a window past TTL in which a stale value is
+	// still served, at once, while one background refresh (per key and
+	// process, under the lease across processes) replaces it, as in HTTP's
+	// stale-while-revalidate (RFC 5861). Default 0: off.
+	StaleWhileRevalidate time.Duration
+
+	// StaleIfError is a window past TTL in which a stale value is served
+	// when the Loader fails (and Redis fails or holds only the stale
+	// value), as in RFC 5861's stale-if-error. Default 0: off.
+	StaleIfError time.Duration
 }
+
+// NoEarlyRefresh, as Config.EarlyRefreshBeta, turns early refresh off.
+const NoEarlyRefresh = -1.0
 
 const (
 	defaultTTL          = time.Hour
@@ -219,6 +259,18 @@ func (c *Config[V]) applyDefaults() error {
 	}
 	if c.LeaseWait <= 0 {
 		c.LeaseWait = defaultLeaseWait
+	}
+	switch {
+	case c.EarlyRefreshBeta == 0:
+		c.EarlyRefreshBeta = 1
+	case c.EarlyRefreshBeta < 0:
+		c.EarlyRefreshBeta = 0
+	}
+	if c.StaleWhileRevalidate < 0 {
+		c.StaleWhileRevalidate = 0
+	}
+	if c.StaleIfError < 0 {
+		c.StaleIfError = 0
 	}
 	return nil
 }

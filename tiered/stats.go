@@ -27,6 +27,11 @@ type Stats struct {
 	Deletes           uint64 // ids deleted by successful Deletes
 	GroupBumps        uint64 // successful InvalidateGroup calls
 	Evicted           uint64 // ids evicted on a peer's invalidation
+	EarlyRefreshes    uint64 // background refreshes started by an XFetch draw that completed
+	Revalidations     uint64 // background refreshes of stale values (stale-while-revalidate) that completed
+	RefreshesDropped  uint64 // background refreshes dropped because the queue was full or the Client closing
+	StaleServed       uint64 // stale values served inside the StaleWhileRevalidate window or after a lease wait
+	StaleOnError      uint64 // stale values served because the Loader (and Redis) failed (StaleIfError)
 }
 
 type counters struct {
@@ -34,4 +39,6 @@ type counters struct {
 	loads, loadErrors, negativeHits                                atomic.Uint64
 	leasesWon, leasesLost, leaseWaits, leaseTimeouts, fillsRefused atomic.Uint64
 	localFillsSkipped, sets, deletes, groupBumps, evicted          atomic.Uint64
+	earlyRefreshes, revalidations, refreshesDropped                atomic.Uint64
+	staleServed, staleOnError, localNotServed                      atomic.Uint64
 }

@@ -43,7 +43,7 @@ func (k *Keyspace[V]) Set(ctx context.Context, id string, v V) error {
 		return &OpError{Op: "set", Key: key, Err: err}
 	}
 	wctx, cancel := k.c.redisCtx(ctx, k.c.opts.WriteTimeout)
-	err = k.c.store.Set(wctx, key, keys.LeaseKey(key), env, ttl, k.c.opts.Channel, msgs[0])
+	err = k.c.store.Set(wctx, key, keys.LeaseKey(key), env, ttl+k.staleWindow(false), k.c.opts.Channel, msgs[0])
 	cancel()
 	if err != nil {
 		// Redis may or may not have the new value: serve neither locally.
@@ -54,8 +54,8 @@ func (k *Keyspace[V]) Set(ctx context.Context, id string, v V) error {
 	k.st.sets.Add(1)
 	// Store locally only if nothing touched the shard since before the
 	// Redis write; otherwise a concurrent write may be newer than ours.
-	e := entry[V]{val: v, ver: ver}
-	if !k.local.Replace(h, id, e, k.c.clk.Precise()+int64(min(k.cfg.LocalTTL, ttl)), tok) {
+	e := k.newEntry(loaded[V]{val: v}, ver, k.c.clk.Precise(), ttl, 0)
+	if !k.local.Replace(h, id, e, max(e.fresh, e.staleEnd), tok) {
 		k.st.localFillsSkipped.Add(1)
 	}
 	return nil

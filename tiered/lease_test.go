@@ -1,0 +1,697 @@
+package tiered
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/keys"
+	"github.com/tiercache/tiercache/remote"
+)
+
+// These tests run several Clients against one real redis-server; each Client
+// has its own connections, so each stands for a separate process.
+
+// waitFor bounds every wait on a channel: long enough for a slow CI machine,
+// short enough that a hang fails the test rather than the test binary.
+const waitFor = 10 * time.Second
+
+// gate holds loads at a point the test chooses. Each call reads its row
+// first, as a real loader reads the database, then reports on entered and
+// waits until open is called or its context ends (Client.Close cancels the
+// shared load context). After open, calls pass straight through.
+type gate struct {
+	entered chan string
+	release chan struct{}
+	once    sync.Once
+	calls   atomic.Int64
+}
+
+func newGate(t *testing.T) *gate {
+	g := &gate{entered: make(chan string, 16), release: make(chan struct{})}
+	t.Cleanup(g.open) // never leave a loader blocked, even when a test fails
+	return g
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.release) }) }
+
+func (g *gate) loader(db *testDB) func(context.Context, string) (user, error) {
+	return func(ctx context.Context, id string) (user, error) {
+		g.calls.Add(1)
+		u, err := db.load(ctx, id)
+		select {
+		case g.entered <- id:
+		default:
+		}
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+			return user{}, ctx.Err()
+		}
+		return u, err
+	}
+}
+
+// waitEntered returns once a load is held at the gate.
+func (g *gate) waitEntered(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.entered:
+	case <-time.After(waitFor):
+		t.Fatal("the gated loader was never called")
+	}
+}
+
+// countingLoader loads from db and counts its calls.
+func countingLoader(db *testDB, n *atomic.Int64) func(context.Context, string) (user, error) {
+	return func(ctx context.Context, id string) (user, error) {
+		n.Add(1)
+		return db.load(ctx, id)
+	}
+}
+
+type getResult struct {
+	u    user
+	err  error
+	took time.Duration
+}
+
+// goGet runs k.Get in the background, as a request of another goroutine.
+func goGet(ctx context.Context, k *Keyspace[user], id string) <-chan getResult {
+	ch := make(chan getResult, 1)
+	go func() {
+		start := time.Now()
+		u, err := k.Get(ctx, id)
+		ch <- getResult{u, err, time.Since(start)}
+	}()
+	return ch
+}
+
+func awaitGet(t *testing.T, ch <-chan getResult) getResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(waitFor):
+		t.Fatal("Get did not return")
+		return getResult{}
+	}
+}
+
+// redisUser decodes the user stored at key in Redis; ok is false when the
+// key is absent.
+func redisUser(t *testing.T, raw *redis.Client, key string) (u user, ok bool) {
+	t.Helper()
+	b, err := raw.Get(ctxT(t), key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return user{}, false
+	}
+	if err != nil {
+		t.Fatalf("GET %s: %v", key, err)
+	}
+	env, err := remote.DecodeEnvelope(b)
+	if err != nil {
+		t.Fatalf("envelope at %s: %v", key, err)
+	}
+	if err := json.Unmarshal(env.Payload, &u); err != nil {
+		t.Fatalf("payload at %s: %v", key, err)
+	}
+	return u, true
+}
+
+func leaseHeld(t *testing.T, raw *redis.Client, key string) bool {
+	t.Helper()
+	n, err := raw.Exists(ctxT(t), keys.LeaseKey(key)).Result()
+	if err != nil {
+		t.Fatalf("EXISTS lease of %s: %v", key, err)
+	}
+	return n == 1
+}
+
+// tripLog is a go-redis hook that records the commands of each round trip,
+// leaving out the handshake go-redis sends on a new connection.
+type tripLog struct {
+	mu    sync.Mutex
+	trips [][]string
+}
+
+func (l *tripLog) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (l *tripLog) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		l.add([]redis.Cmder{cmd})
+		return next(ctx, cmd)
+	}
+}
+
+func (l *tripLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		l.add(cmds)
+		return next(ctx, cmds)
+	}
+}
+
+func (l *tripLog) add(cmds []redis.Cmder) {
+	var names []string
+	for _, c := range cmds {
+		switch n := c.Name(); n {
+		case "hello", "client", "auth", "select", "ping":
+		default:
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.trips = append(l.trips, names)
+}
+
+func (l *tripLog) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.trips = nil
+}
+
+func (l *tripLog) snapshot() [][]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.trips)
+}
+
+// scriptCalls counts the scripts run (EVALSHA or EVAL), i.e. lease polls
+// for a single Get.
+func (l *tripLog) scriptCalls() int {
+	n := 0
+	for _, trip := range l.snapshot() {
+		for _, c := range trip {
+			if c == "evalsha" || c == "eval" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// newLoggedClient is newClient with a tripLog on its go-redis client,
+// installed before any command is sent (AddHook is not safe concurrently
+// with commands).
+func newLoggedClient(t *testing.T, srv *redistest.Server) (*Client, *tripLog) {
+	t.Helper()
+	rdb := redis.NewClient(srv.RedisOptions())
+	log := &tripLog{}
+	rdb.AddHook(log)
+	t.Cleanup(func() { _ = rdb.Close() }) // runs after the Client's Close
+	return newClient(t, srv, func(o *Options) { o.Redis = rdb }), log
+}
+
+func TestHerdLoadsOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	db := newDB()
+	want := db.put("hot", "herd")
+	var loads atomic.Int64
+	loader := func(ctx context.Context, id string) (user, error) {
+		loads.Add(1)
+		time.Sleep(300 * time.Millisecond) // the cost of a slow query, not synchronisation
+		return db.load(ctx, id)
+	}
+	a, b := newClient(t, srv), newClient(t, srv)
+	waitReady(t, a, b)
+	ks := []*Keyspace[user]{newKS(t, a, Config[user]{Loader: loader}), newKS(t, b, Config[user]{Loader: loader})}
+
+	const perClient = 500
+	ctx := ctxT(t)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	var wrong, failed atomic.Int64
+	var errMu sync.Mutex
+	var firstErr error
+	for _, k := range ks {
+		for i := 0; i < perClient; i++ {
+			k := k
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				u, err := k.Get(ctx, "hot")
+				switch {
+				case err != nil:
+					if failed.Add(1) == 1 {
+						errMu.Lock()
+						firstErr = err
+						errMu.Unlock()
+					}
+				case u != want:
+					wrong.Add(1)
+				}
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		errMu.Lock()
+		defer errMu.Unlock()
+		t.Fatalf("%d Gets failed, first: %v", n, firstErr)
+	}
+	if n := wrong.Load(); n > 0 {
+		t.Fatalf("%d Gets returned something other than %+v", n, want)
+	}
+	if n := loads.Load(); n != 1 {
+		t.Fatalf("the loader ran %d times for %d concurrent Gets in 2 processes, want 1", n, 2*perClient)
+	}
+	sa, sb := ks[0].Stats(), ks[1].Stats()
+	if sa.LeasesWon+sb.LeasesWon != 1 || sa.LeaseTimeouts+sb.LeaseTimeouts != 0 {
+		t.Fatalf("lease stats: A %+v, B %+v", sa, sb)
+	}
+}
+
+// A load that read the database before a write must not be cached after
+// the write, whichever write it was.
+func TestStaleWriteBackRefused(t *testing.T) {
+	for _, write := range []string{"Delete", "Set"} {
+		write := write
+		t.Run(write, func(t *testing.T) {
+			srv := redistest.Start(t)
+			raw := srv.Client(t)
+			db := newDB()
+			v1 := db.put("7", "v1")
+			a, b := newClient(t, srv), newClient(t, srv)
+			waitReady(t, a, b)
+			ua := newKS(t, a, Config[user]{Loader: db.load})
+			g := newGate(t)
+			ub := newKS(t, b, Config[user]{Loader: g.loader(db)})
+			ctx := ctxT(t)
+
+			got := goGet(ctx, ub, "7")
+			g.waitEntered(t) // B holds the lease and has read v1
+			if !leaseHeld(t, raw, "user:7") {
+				t.Fatal("B loads without holding the lease")
+			}
+			v2 := db.put("7", "v2")
+			var err error
+			if write == "Delete" {
+				err = ua.Delete(ctx, "7")
+			} else {
+				err = ua.Set(ctx, "7", v2)
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", write, err)
+			}
+			g.open()
+			r := awaitGet(t, got)
+			if r.err != nil || r.u != v1 {
+				t.Fatalf("B's Get = %+v, %v; want v1 %+v (true when it was read)", r.u, r.err, v1)
+			}
+			if u, ok := redisUser(t, raw, "user:7"); ok && u != v2 {
+				t.Fatalf("Redis holds %+v after the %s of v2: a stale write-back", u, write)
+			}
+			if s := ub.Stats(); s.FillsRefused != 1 {
+				t.Fatalf("B FillsRefused = %d, want 1 (stats %+v)", s.FillsRefused, s)
+			}
+			if u := mustGet(t, ub, "7"); u != v2 {
+				t.Fatalf("B's next Get = %+v, want v2 %+v", u, v2)
+			}
+			if u := mustGet(t, ua, "7"); u != v2 {
+				t.Fatalf("A's next Get = %+v, want v2 %+v", u, v2)
+			}
+			if u, ok := redisUser(t, raw, "user:7"); !ok || u != v2 {
+				t.Fatalf("Redis holds %+v (present %v), want v2", u, ok)
+			}
+		})
+	}
+}
+
+// A lease holder that dies without releasing blocks others for at most
+// LeaseWait per read, and nobody for longer than LeaseTTL.
+func TestLeaseHolderDies(t *testing.T) {
+	const leaseTTL, leaseWait = 300 * time.Millisecond, 200 * time.Millisecond
+	srv := redistest.Start(t)
+	raw := srv.Client(t)
+	db := newDB()
+	want := db.put("d", "dies")
+	a, b := newClient(t, srv), newClient(t, srv)
+	waitReady(t, a, b)
+	g := newGate(t)
+	ua := newKS(t, a, Config[user]{Loader: g.loader(db), LeaseTTL: leaseTTL})
+	var bLoads atomic.Int64
+	ub := newKS(t, b, Config[user]{Loader: countingLoader(db, &bLoads), LeaseTTL: leaseTTL, LeaseWait: leaseWait})
+
+	dying := goGet(context.Background(), ua, "d")
+	g.waitEntered(t)
+	// The holder's process dies: its connections go away (so it cannot
+	// release the lease on its way out), and its loader ends with Close.
+	if err := a.opts.Redis.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r := awaitGet(t, dying); r.err == nil {
+		t.Fatalf("the dead holder's Get returned %+v without error", r.u)
+	}
+	if !leaseHeld(t, raw, "user:d") {
+		t.Fatal("the lease is gone: the test needs a holder that died holding it")
+	}
+
+	start := time.Now()
+	u, err := ub.Get(ctxT(t), "d")
+	took := time.Since(start)
+	if err != nil || u != want {
+		t.Fatalf("B's Get = %+v, %v; want %+v", u, err, want)
+	}
+	if limit := leaseTTL + leaseWait + 2*time.Second; took > limit {
+		t.Fatalf("B's Get took %v behind a dead holder, want < %v", took, limit)
+	}
+	if n := bLoads.Load(); n != 1 {
+		t.Fatalf("B's loader ran %d times, want 1", n)
+	}
+	if s := ub.Stats(); s.LeasesLost != 1 || s.LeaseTimeouts != 1 {
+		t.Fatalf("B stats %+v, want one lost lease that timed out", s)
+	}
+	// Once the dead lease expires, B takes a lease of its own and caches.
+	eventually(t, leaseTTL+2*time.Second, "the dead holder's lease expires", func() bool {
+		return !leaseHeld(t, raw, "user:d")
+	})
+	if u := mustGet(t, ub, "d"); u != want {
+		t.Fatalf("B's Get after expiry = %+v", u)
+	}
+	if s := ub.Stats(); s.LeasesWon != 1 {
+		t.Fatalf("B LeasesWon = %d after the dead lease expired, want 1", s.LeasesWon)
+	}
+	if got, ok := redisUser(t, raw, "user:d"); !ok || got != want {
+		t.Fatalf("Redis holds %+v (present %v), want %+v", got, ok, want)
+	}
+}
+
+// A load that outlives its lease is not cached: another process may have
+// loaded (and cached) a newer value in the meantime.
+func TestSlowLoaderLosesLease(t *testing.T) {
+	srv := redistest.Start(t)
+	raw := srv.Client(t)
+	db := newDB()
+	v1 := db.put("s", "v1")
+	a, b := newClient(t, srv), newClient(t, srv)
+	waitReady(t, a, b)
+	g := newGate(t)
+	ua := newKS(t, a, Config[user]{Loader: g.loader(db), LeaseTTL: 100 * time.Millisecond})
+	ub := newKS(t, b, Config[user]{Loader: db.load})
+	ctx := ctxT(t)
+
+	slow := goGet(ctx, ua, "s")
+	g.waitEntered(t)
+	eventually(t, 5*time.Second, "A's lease expires while A loads", func() bool {
+		return !leaseHeld(t, raw, "user:s")
+	})
+	v2 := db.put("s", "v2")
+	if u := mustGet(t, ub, "s"); u != v2 {
+		t.Fatalf("B's Get = %+v, want v2 %+v", u, v2)
+	}
+	if s := ub.Stats(); s.LeasesWon != 1 {
+		t.Fatalf("B LeasesWon = %d, want 1", s.LeasesWon)
+	}
+	g.open()
+	if r := awaitGet(t, slow); r.err != nil || r.u != v1 {
+		t.Fatalf("A's Get = %+v, %v; want v1 %+v", r.u, r.err, v1)
+	}
+	if s := ua.Stats(); s.FillsRefused != 1 {
+		t.Fatalf("A FillsRefused = %d, want 1 (stats %+v)", s.FillsRefused, s)
+	}
+	if u, ok := redisUser(t, raw, "user:s"); !ok || u != v2 {
+		t.Fatalf("Redis holds %+v (present %v), want B's v2", u, ok)
+	}
+	if u := mustGet(t, ua, "s"); u != v2 {
+		t.Fatalf("A's next Get = %+v: its expired load was cached locally", u)
+	}
+}
+
+func TestLeaseLoserWaitsForFill(t *testing.T) {
+	srv := redistest.Start(t)
+	db := newDB()
+	want := db.put("w", "from the holder")
+	a := newClient(t, srv)
+	b, blog := newLoggedClient(t, srv)
+	waitReady(t, a, b)
+	g := newGate(t)
+	ua := newKS(t, a, Config[user]{Loader: g.loader(db)})
+	var bLoads atomic.Int64
+	ub := newKS(t, b, Config[user]{Loader: countingLoader(db, &bLoads)})
+	ctx := ctxT(t)
+
+	holder := goGet(ctx, ua, "w")
+	g.waitEntered(t)
+	blog.reset()
+	waiter := goGet(ctx, ub, "w")
+	// Let B find the lease taken and poll it a few times.
+	eventually(t, 5*time.Second, "B polls the lease or loads", func() bool {
+		return blog.scriptCalls() >= 3 || bLoads.Load() > 0
+	})
+	if n := bLoads.Load(); n != 0 {
+		t.Fatalf("B called its loader %d times while the holder was loading", n)
+	}
+	g.open()
+	if r := awaitGet(t, holder); r.err != nil || r.u != want {
+		t.Fatalf("A's Get = %+v, %v", r.u, r.err)
+	}
+	r := awaitGet(t, waiter)
+	if r.err != nil || r.u != want {
+		t.Fatalf("B's Get = %+v, %v; want the holder's %+v", r.u, r.err, want)
+	}
+	if n := bLoads.Load(); n != 0 {
+		t.Fatalf("B called its loader %d times, want 0", n)
+	}
+	s := ub.Stats()
+	if s.LeasesLost != 1 || s.LeaseWaits != 1 || s.LeaseTimeouts != 0 || s.Loads != 0 {
+		t.Fatalf("B stats %+v, want LeasesLost 1, LeaseWaits 1, no timeout, no load", s)
+	}
+}
+
+func TestLeaseWaitTimeout(t *testing.T) {
+	const leaseWait = 100 * time.Millisecond
+	srv := redistest.Start(t)
+	raw := srv.Client(t)
+	db := newDB()
+	want := db.put("t", "timeout")
+	a, b := newClient(t, srv), newClient(t, srv)
+	waitReady(t, a, b)
+	g := newGate(t)
+	ua := newKS(t, a, Config[user]{Loader: g.loader(db)})
+	var bLoads atomic.Int64
+	ub := newKS(t, b, Config[user]{Loader: countingLoader(db, &bLoads), LeaseWait: leaseWait})
+	ctx := ctxT(t)
+
+	holder := goGet(ctx, ua, "t")
+	g.waitEntered(t)
+	start := time.Now()
+	u, err := ub.Get(ctx, "t")
+	took := time.Since(start)
+	if err != nil || u != want {
+		t.Fatalf("B's Get = %+v, %v; want %+v", u, err, want)
+	}
+	// The wait may end up to one backoff step (25ms) early.
+	if took < leaseWait-30*time.Millisecond {
+		t.Fatalf("B gave up after %v, before LeaseWait %v", took, leaseWait)
+	}
+	if n := bLoads.Load(); n != 1 {
+		t.Fatalf("B's loader ran %d times, want 1", n)
+	}
+	s := ub.Stats()
+	if s.LeasesLost != 1 || s.LeaseTimeouts != 1 || s.LeaseWaits != 0 || s.LocalEntries != 0 {
+		t.Fatalf("B stats %+v, want one timeout and nothing cached locally", s)
+	}
+	// B cached nothing, and the holder's lease still stands.
+	if _, ok := redisUser(t, raw, "user:t"); ok {
+		t.Fatal("B's load after a lease timeout was cached in Redis")
+	}
+	if !leaseHeld(t, raw, "user:t") {
+		t.Fatal("the holder's lease is gone")
+	}
+	g.open()
+	if r := awaitGet(t, holder); r.err != nil || r.u != want {
+		t.Fatalf("A's Get = %+v, %v", r.u, r.err)
+	}
+	if got, ok := redisUser(t, raw, "user:t"); !ok || got != want {
+		t.Fatalf("Redis holds %+v (present %v) after the holder's fill", got, ok)
+	}
+}
+
+func TestGetManyTakesLeasesInOneRoundTrip(t *testing.T) {
+	srv := redistest.Start(t)
+	raw := srv.Client(t)
+	c, log := newLoggedClient(t, srv)
+	waitReady(t, c)
+	var mu sync.Mutex
+	var calls [][]string
+	k := newKS(t, c, Config[user]{BatchLoader: func(_ context.Context, ids []string) (map[string]user, error) {
+		mu.Lock()
+		calls = append(calls, slices.Clone(ids))
+		mu.Unlock()
+		out := make(map[string]user, len(ids))
+		for _, id := range ids {
+			out[id] = user{ID: id, Name: "n" + id}
+		}
+		return out, nil
+	}})
+	ctx := ctxT(t)
+	idsFrom := func(prefix string) []string {
+		ids := make([]string, 10)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("%s%d", prefix, i)
+		}
+		return ids
+	}
+	// Warm up: the server learns the scripts (go-redis re-sends by EVAL
+	// after a NOSCRIPT) and the pool holds a connection.
+	if m, err := k.GetMany(ctx, idsFrom("warm")); err != nil || len(m) != 10 {
+		t.Fatalf("warm-up GetMany = %d values, %v", len(m), err)
+	}
+	log.reset()
+	mu.Lock()
+	calls = nil
+	mu.Unlock()
+
+	ids := idsFrom("cold")
+	m, err := k.GetMany(ctx, ids)
+	if err != nil || len(m) != 10 {
+		t.Fatalf("GetMany = %d values, %v", len(m), err)
+	}
+	for _, id := range ids {
+		if m[id].Name != "n"+id {
+			t.Fatalf("GetMany[%s] = %+v", id, m[id])
+		}
+	}
+	trips := log.snapshot()
+	repeat := func(cmd string) []string {
+		out := make([]string, len(ids))
+		for i := range out {
+			out[i] = cmd
+		}
+		return out
+	}
+	want := [][]string{repeat("get"), repeat("evalsha"), repeat("evalsha")}
+	if len(trips) != len(want) {
+		t.Fatalf("GetMany of 10 cold ids made %d round trips %v, want 3: GETs, leases, fills", len(trips), trips)
+	}
+	for i := range want {
+		if !slices.Equal(trips[i], want[i]) {
+			t.Fatalf("round trip %d = %v, want %v", i, trips[i], want[i])
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) == 1 {
+		slices.Sort(calls[0])
+	}
+	if len(calls) != 1 || !slices.Equal(calls[0], ids) {
+		t.Fatalf("BatchLoader calls = %v, want one with all 10 ids", calls)
+	}
+	for _, id := range ids {
+		key := "user:" + id
+		if u, ok := redisUser(t, raw, key); !ok || u.ID != id {
+			t.Fatalf("Redis %s = %+v (present %v)", key, u, ok)
+		}
+		if leaseHeld(t, raw, key) {
+			t.Fatalf("lease of %s left behind after the fill", key)
+		}
+	}
+}
+
+// A holder whose load fails gives its lease back at once: the next process
+// takes the lease and caches, instead of waiting LeaseWait behind a lease
+// nobody will fill for LeaseTTL.
+func TestLoaderErrorReleasesLease(t *testing.T) {
+	t.Run("Get", func(t *testing.T) {
+		srv := redistest.Start(t)
+		raw := srv.Client(t)
+		c := newClient(t, srv)
+		waitReady(t, c)
+		k := newKS(t, c, Config[user]{Loader: func(context.Context, string) (user, error) {
+			return user{}, fmt.Errorf("query: %w", errBoom)
+		}})
+		if _, err := k.Get(ctxT(t), "e"); !errors.Is(err, errBoom) {
+			t.Fatalf("Get = %v, want errBoom", err)
+		}
+		if leaseHeld(t, raw, "user:e") {
+			t.Fatal("the failed holder's lease is still in Redis")
+		}
+		if s := k.Stats(); s.LeasesWon != 1 || s.LoadErrors != 1 {
+			t.Fatalf("stats %+v", s)
+		}
+	})
+
+	t.Run("Waiter", func(t *testing.T) {
+		srv := redistest.Start(t)
+		raw := srv.Client(t)
+		db := newDB()
+		want := db.put("e", "after the error")
+		a, b := newClient(t, srv), newClient(t, srv)
+		waitReady(t, a, b)
+		g := newGate(t)
+		failing := g.loader(db)
+		ua := newKS(t, a, Config[user]{Loader: func(ctx context.Context, id string) (user, error) {
+			if _, err := failing(ctx, id); err != nil {
+				return user{}, err
+			}
+			return user{}, errBoom
+		}})
+		ub := newKS(t, b, Config[user]{Loader: db.load})
+		ctx := ctxT(t)
+
+		holder := goGet(ctx, ua, "e")
+		g.waitEntered(t)
+		waiter := goGet(ctx, ub, "e")
+		eventually(t, 5*time.Second, "B finds the lease taken", func() bool { return ub.Stats().LeasesLost == 1 })
+		g.open()
+		if r := awaitGet(t, holder); !errors.Is(r.err, errBoom) {
+			t.Fatalf("A's Get = %+v, %v; want errBoom", r.u, r.err)
+		}
+		r := awaitGet(t, waiter)
+		if r.err != nil || r.u != want {
+			t.Fatalf("B's Get = %+v, %v", r.u, r.err)
+		}
+		// B took the released lease rather than timing out behind it.
+		if s := ub.Stats(); s.LeasesWon != 1 || s.LeaseTimeouts != 0 {
+			t.Fatalf("B stats %+v, want a won lease and no timeout", s)
+		}
+		if u, ok := redisUser(t, raw, "user:e"); !ok || u != want {
+			t.Fatalf("Redis holds %+v (present %v), want B's fill", u, ok)
+		}
+	})
+
+	// GetMany's holders must give back the leases of ids whose load failed
+	// or found nothing (uncached without NegativeTTL), as Get's do.
+	t.Run("GetMany", func(t *testing.T) {
+		srv := redistest.Start(t)
+		raw := srv.Client(t)
+		c := newClient(t, srv)
+		waitReady(t, c)
+		k := newKS(t, c, Config[user]{Loader: func(_ context.Context, id string) (user, error) {
+			if strings.HasPrefix(id, "absent") {
+				return user{}, ErrNotFound
+			}
+			return user{}, errBoom
+		}})
+		if _, err := k.GetMany(ctxT(t), []string{"e1", "e2"}); !errors.Is(err, errBoom) {
+			t.Fatalf("GetMany = %v, want errBoom", err)
+		}
+		if m, err := k.GetMany(ctxT(t), []string{"absent", "absent2"}); err != nil || len(m) != 0 {
+			t.Fatalf("GetMany of absent ids = %v, %v", m, err)
+		}
+		for _, id := range []string{"e1", "e2", "absent", "absent2"} {
+			if leaseHeld(t, raw, "user:"+id) {
+				t.Errorf("GetMany left the lease of %q in Redis after its load failed or found nothing", id)
+			}
+		}
+	})
+}
