@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -61,6 +62,9 @@ type Bus struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
+	mu sync.Mutex    // guards ps
+	ps *redis.PubSub // the current subscription, closed by Close to end a blocked read
+
 	received, own, malformed, subs, downs atomic.Uint64
 	lastHealthy                           atomic.Int64
 }
@@ -82,6 +86,11 @@ func NewBus(rdb redis.UniversalClient, channel string, node NodeID, h Handler, o
 // Close stops the bus and waits for its goroutine. It is idempotent.
 func (b *Bus) Close() {
 	b.cancel()
+	b.mu.Lock()
+	if b.ps != nil {
+		_ = b.ps.Close() // ends a read blocked until the next ping
+	}
+	b.mu.Unlock()
 	<-b.done
 }
 
@@ -109,7 +118,13 @@ func (b *Bus) run() {
 		// PubSub by itself after errors, but a connection that is silently
 		// dead (no error, no data) can only be replaced.
 		ps := b.rdb.Subscribe(b.ctx, b.channel)
+		b.mu.Lock()
+		b.ps = ps
+		b.mu.Unlock()
 		err := b.serve(ps, &first, &backoff)
+		b.mu.Lock()
+		b.ps = nil
+		b.mu.Unlock()
 		_ = ps.Close()
 		if b.ctx.Err() != nil {
 			return

@@ -3,6 +3,8 @@ package tiered
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,8 +16,26 @@ import (
 	"github.com/tiercache/tiercache/internal/redistest"
 )
 
+// ExampleRedisAddr is the address of the redis-server the Example
+// functions (package tiered_test) use; TestMain starts it.
+var ExampleRedisAddr string
+
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	srv, err := redistest.StartE(redistest.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ExampleRedisAddr = srv.Addr
+	code := m.Run()
+	_ = srv.Close()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 type user struct {
