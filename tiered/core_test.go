@@ -553,3 +553,30 @@ func TestClosedClient(t *testing.T) {
 		t.Fatalf("GetMany after Close: %v", err)
 	}
 }
+
+func TestLocalHitDoesNotAllocate(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	waitReady(t, c)
+	for _, p := range []Policy{LRU, TwoQueue} {
+		k := newKS(t, c, Config[user]{Name: fmt.Sprintf("alloc%d", p), LocalPolicy: p, LocalTTL: time.Hour})
+		ctx := ctxT(t)
+		if err := k.Set(ctx, "42", user{ID: "42", Name: "ada"}); err != nil {
+			t.Fatal(err)
+		}
+		mustGet(t, k, "42")
+		mustGet(t, k, "42") // 2Q promotes on the first hit (one allocation), then never again
+		hits := k.Stats().LocalHits
+		allocs := testing.AllocsPerRun(1000, func() {
+			if _, err := k.Get(ctx, "42"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Fatalf("policy %d: a local hit allocates %.1f times", p, allocs)
+		}
+		if k.Stats().LocalHits-hits < 1000 {
+			t.Fatalf("policy %d: the measured Gets were not local hits", p)
+		}
+	}
+}
