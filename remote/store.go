@@ -16,11 +16,13 @@ import (
 // but the client, which its caller owns.
 type Store struct {
 	rdb redis.UniversalClient
+	g   Guard
 }
 
 // NewStore returns a Store over rdb (a *redis.Client, *redis.ClusterClient,
-// a failover client or a ring).
-func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+// a failover client or a ring). g, if not nil, guards every call (a circuit
+// breaker); calls it refuses fail at once with ErrUnavailable.
+func NewStore(rdb redis.UniversalClient, g Guard) *Store { return &Store{rdb: rdb, g: g} }
 
 // Redis returns the client the store uses.
 func (s *Store) Redis() redis.UniversalClient { return s.rdb }
@@ -28,6 +30,12 @@ func (s *Store) Redis() redis.UniversalClient { return s.rdb }
 // Get returns the bytes stored at key. found is false on a miss. The returned
 // slice aliases an immutable string and must not be modified.
 func (s *Store) Get(ctx context.Context, key string) (b []byte, found bool, err error) {
+	err = s.guard(func() error { b, found, err = s.get(ctx, key); return err })
+	return
+}
+
+// get is Get without the guard.
+func (s *Store) get(ctx context.Context, key string) (b []byte, found bool, err error) {
 	v, err := s.rdb.Get(ctx, key).Result()
 	if err == redis.Nil {
 		return nil, false, nil
@@ -42,6 +50,12 @@ func (s *Store) Get(ctx context.Context, key string) (b []byte, found bool, err 
 // one per node on Redis Cluster (unlike MGET, it works across slots).
 // out[i] is nil where keys[i] is absent. The slices must not be modified.
 func (s *Store) GetMany(ctx context.Context, keys []string) (out [][]byte, err error) {
+	err = s.guard(func() error { out, err = s.getMany(ctx, keys); return err })
+	return
+}
+
+// getMany is GetMany without the guard.
+func (s *Store) getMany(ctx context.Context, keys []string) (out [][]byte, err error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -72,12 +86,22 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (out [][]byte, err e
 // Set writes env at key with ttl, removes the key's lease and publishes msg on
 // channel (when msg is not empty), atomically in one round trip.
 func (s *Store) Set(ctx context.Context, key, lease string, env []byte, ttl time.Duration, channel string, msg []byte) error {
+	return s.guard(func() error { return s.set(ctx, key, lease, env, ttl, channel, msg) })
+}
+
+// set is Set without the guard.
+func (s *Store) set(ctx context.Context, key, lease string, env []byte, ttl time.Duration, channel string, msg []byte) error {
 	return setScript.Run(ctx, s.rdb, []string{key, lease}, env, ms(ttl), channel, msg).Err()
 }
 
 // Fill writes env at key with ttl, without a lease and without publishing
 // (fills are never broadcast: they change nothing a peer could hold).
 func (s *Store) Fill(ctx context.Context, key string, env []byte, ttl time.Duration) error {
+	return s.guard(func() error { return s.fill(ctx, key, env, ttl) })
+}
+
+// fill is Fill without the guard.
+func (s *Store) fill(ctx context.Context, key string, env []byte, ttl time.Duration) error {
 	return s.rdb.Set(ctx, key, env, ttl).Err()
 }
 
@@ -91,6 +115,11 @@ type DeleteBatch struct {
 // Delete runs one delete-and-publish script per batch, pipelined: one round
 // trip on a single server, one per node on Redis Cluster.
 func (s *Store) Delete(ctx context.Context, channel string, batches []DeleteBatch) error {
+	return s.guard(func() error { return s.delete(ctx, channel, batches) })
+}
+
+// delete is Delete without the guard.
+func (s *Store) delete(ctx context.Context, channel string, batches []DeleteBatch) error {
 	calls := make([]scriptCall, len(batches))
 	for i, b := range batches {
 		calls[i] = scriptCall{delScript, b.Keys, []interface{}{channel, b.Msg}}
@@ -129,7 +158,13 @@ type Lease struct{ Key, Lease string }
 // (Unix ms), tries to take its lease with token for ttl, atomically per key
 // and pipelined across keys: one round trip on a single server, one per
 // node on Redis Cluster.
-func (s *Store) GetOrLease(ctx context.Context, ls []Lease, token string, ttl time.Duration, nowMs int64) ([]LeaseResult, error) {
+func (s *Store) GetOrLease(ctx context.Context, ls []Lease, token string, ttl time.Duration, nowMs int64) (out []LeaseResult, err error) {
+	err = s.guard(func() error { out, err = s.getOrLease(ctx, ls, token, ttl, nowMs); return err })
+	return
+}
+
+// getOrLease is GetOrLease without the guard.
+func (s *Store) getOrLease(ctx context.Context, ls []Lease, token string, ttl time.Duration, nowMs int64) ([]LeaseResult, error) {
 	now := strconv.FormatInt(nowMs, 10)
 	calls := make([]scriptCall, len(ls))
 	for i, l := range ls {
@@ -177,6 +212,11 @@ func (s *Store) ReleaseLease(ctx context.Context, lease, token string) error {
 
 // ReleaseLeases gives up several leases held with token, pipelined.
 func (s *Store) ReleaseLeases(ctx context.Context, leases []string, token string) error {
+	return s.guard(func() error { return s.releaseLeases(ctx, leases, token) })
+}
+
+// releaseLeases is ReleaseLeases without the guard.
+func (s *Store) releaseLeases(ctx context.Context, leases []string, token string) error {
 	calls := make([]scriptCall, len(leases))
 	for i, l := range leases {
 		calls[i] = scriptCall{releaseScript, []string{l}, []interface{}{token}}
@@ -189,6 +229,12 @@ func (s *Store) ReleaseLeases(ctx context.Context, leases []string, token string
 // pipelined. won[i] reports whether leases[i] was taken. Background
 // refreshes use it: the value is present, so only the lease matters.
 func (s *Store) TryLeases(ctx context.Context, leases []string, token string, ttl time.Duration) (won []bool, err error) {
+	err = s.guard(func() error { won, err = s.tryLeases(ctx, leases, token, ttl); return err })
+	return
+}
+
+// tryLeases is TryLeases without the guard.
+func (s *Store) tryLeases(ctx context.Context, leases []string, token string, ttl time.Duration) (won []bool, err error) {
 	cmds := make([]*redis.BoolCmd, len(leases))
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, l := range leases {
@@ -217,6 +263,12 @@ type Filled struct {
 // stands, pipelined. stored[i] is false where the lease was voided by a
 // Set, Delete or expiry: the value must then be cached nowhere.
 func (s *Store) FillLeased(ctx context.Context, token string, fills []Filled) (stored []bool, err error) {
+	err = s.guard(func() error { stored, err = s.fillLeased(ctx, token, fills); return err })
+	return
+}
+
+// fillLeased is FillLeased without the guard.
+func (s *Store) fillLeased(ctx context.Context, token string, fills []Filled) (stored []bool, err error) {
 	calls := make([]scriptCall, len(fills))
 	for i, f := range fills {
 		calls[i] = scriptCall{fillScript, []string{f.Key, f.Lease}, []interface{}{token, f.Env, ms(f.TTL)}}
@@ -238,20 +290,37 @@ func (s *Store) FillLeased(ctx context.Context, token string, fills []Filled) (s
 
 // Version returns the version of the group stored at verKey, creating it
 // from the server's clock when absent (see versionScript).
-func (s *Store) Version(ctx context.Context, verKey string) (uint64, error) {
+func (s *Store) Version(ctx context.Context, verKey string) (v uint64, err error) {
+	err = s.guard(func() error { v, err = s.version(ctx, verKey); return err })
+	return
+}
+
+// version is Version without the guard.
+func (s *Store) version(ctx context.Context, verKey string) (uint64, error) {
 	n, err := versionScript.Run(ctx, s.rdb, []string{verKey}).Int64()
 	return uint64(n), err
 }
 
 // Bump advances the version at verKey and publishes prefix followed by the
 // new version as a uvarint, atomically. It returns the new version.
-func (s *Store) Bump(ctx context.Context, verKey, channel string, prefix []byte) (uint64, error) {
+func (s *Store) Bump(ctx context.Context, verKey, channel string, prefix []byte) (v uint64, err error) {
+	err = s.guard(func() error { v, err = s.bump(ctx, verKey, channel, prefix); return err })
+	return
+}
+
+// bump is Bump without the guard.
+func (s *Store) bump(ctx context.Context, verKey, channel string, prefix []byte) (uint64, error) {
 	n, err := bumpScript.Run(ctx, s.rdb, []string{verKey}, channel, prefix).Int64()
 	return uint64(n), err
 }
 
 // Publish sends msg on channel.
 func (s *Store) Publish(ctx context.Context, channel string, msg []byte) error {
+	return s.guard(func() error { return s.publish(ctx, channel, msg) })
+}
+
+// publish is Publish without the guard.
+func (s *Store) publish(ctx context.Context, channel string, msg []byte) error {
 	return s.rdb.Publish(ctx, channel, msg).Err()
 }
 

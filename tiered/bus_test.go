@@ -422,18 +422,35 @@ func TestNothingServedLocallyWhileBusIsDown(t *testing.T) {
 	db := newDB()
 	db.put("1", "v1")
 	c := newClient(t, srv)
-	k := newKS(t, c, Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	// With degraded local caching off, nothing at all is served locally
+	// before the bus subscribes.
+	k := newKS(t, c, Config[user]{Loader: db.load, LocalTTL: time.Hour, DegradedLocalTTL: -1})
 	for i := 0; i < 3; i++ {
 		if u := mustGet(t, k, "1"); u.Name != "v1" {
 			t.Fatalf("Get = %+v", u)
 		}
 	}
-	if s := k.Stats(); s.LocalHits != 0 || db.loads.Load() != 3 {
+	if s := k.Stats(); s.LocalHits != 0 || db.loads.Load() != 3 || s.LoaderDirect != 3 {
 		t.Fatalf("served locally before the bus ever subscribed: %+v, loads %d", s, db.loads.Load())
 	}
 	if c.Ready() {
 		t.Fatal("Ready with no Redis")
 	}
+	// With the default, a value loaded during the outage is served from
+	// the local tier for DegradedLocalTTL only, sparing the database.
+	db2 := newDB()
+	db2.put("1", "v1")
+	kd := newKS(t, c, Config[user]{Name: "degraded", Loader: db2.load, LocalTTL: time.Hour, DegradedLocalTTL: 300 * time.Millisecond})
+	for i := 0; i < 3; i++ {
+		mustGet(t, kd, "1")
+	}
+	if n := db2.loads.Load(); n != 1 {
+		t.Fatalf("degraded reads loaded %d times, want 1", n)
+	}
+	eventually(t, 5*time.Second, "the degraded entry expires", func() bool {
+		mustGet(t, kd, "1")
+		return db2.loads.Load() == 2
+	})
 }
 
 func TestPausedRedisStopsLocalServingWithinBusTimeout(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/tiercache/tiercache/internal/breaker"
 	"github.com/tiercache/tiercache/internal/clock"
 	"github.com/tiercache/tiercache/invalidation"
 	"github.com/tiercache/tiercache/remote"
@@ -46,6 +47,9 @@ type Client struct {
 
 	sent, applied, unknown, flushes, resubs atomic.Uint64
 
+	br     *breaker.Breaker
+	replay replayQueue
+
 	hooks *testHooks // nil outside tests
 }
 
@@ -54,6 +58,8 @@ type space interface {
 	evict(ids []string)
 	bump(groups []string, versions []uint64)
 	flush()
+	reset()
+	replay(ctx context.Context, ids, groups []string, wholeKeyspace bool)
 }
 
 // NewClient starts a Client: its clock and its invalidation bus. It does not
@@ -70,7 +76,6 @@ func NewClient(opts Options) (*Client, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		opts:   opts,
-		store:  remote.NewStore(opts.Redis),
 		log:    opts.Logger.Named("tiercache"),
 		clk:    clock.NewCoarse(time.Millisecond),
 		pub:    invalidation.Publisher{Node: node},
@@ -79,6 +84,9 @@ func NewClient(opts Options) (*Client, error) {
 		spaces: make(map[string]space),
 		hooks:  opts.hooks,
 	}
+	c.replay.max = opts.ReplayQueue
+	c.br = c.newBreaker()
+	c.store = remote.NewStore(opts.Redis, c.br)
 	c.warn = c.log.WithOptions(zap.WrapCore(func(core zapcore.Core) zapcore.Core {
 		return zapcore.NewSamplerWithOptions(core, time.Second, 1, 0)
 	}))
@@ -194,11 +202,13 @@ type busHandler struct{ c *Client }
 func (h busHandler) Subscribed(first bool) {
 	// Flush on the first subscription too: entries filled before it may
 	// have missed invalidations published before we listened.
-	h.c.flushAll()
+	h.c.resetAll()
 	if !first {
 		h.c.resubs.Add(1)
 		h.c.log.Debug("invalidation bus resubscribed; local tiers flushed")
 	}
+	// Redis answers again: send what could not be sent.
+	h.c.startReplay()
 }
 
 func (h busHandler) Alive() {
@@ -254,6 +264,14 @@ type ClientStats struct {
 	Flushes               uint64        // local flushes of all keyspaces (resubscriptions, FlushLocal) or one
 	BusDisconnects        uint64        // connection failures or dead connections seen by the bus
 	SinceHealthy          time.Duration // time since the bus last proved alive (0 if never)
+	BreakerState          string        // "closed", "open" or "half-open"
+	BreakerOpens          uint64        // times the circuit breaker opened
+	BreakerRejected       uint64        // Redis calls refused at once by the open breaker
+	Degraded              time.Duration // total time the breaker was not closed
+	ReplayQueued          uint64        // invalidations queued because Redis was unreachable
+	Replayed              uint64        // queued invalidations sent again
+	ReplayOverflows       uint64        // times a keyspace's queue overflowed (its epoch is bumped instead)
+	ReplayPending         int           // invalidations waiting now
 }
 
 // Stats returns the Client's counters.
@@ -270,6 +288,12 @@ func (c *Client) Stats() ClientStats {
 		Flushes:               c.flushes.Load(),
 		BusDisconnects:        b.Disconnects,
 	}
+	bs := c.br.Stats()
+	s.BreakerState = c.br.State().String()
+	s.BreakerOpens, s.BreakerRejected, s.Degraded = bs.Opens, bs.Rejected, bs.OpenTime
+	c.replay.mu.Lock()
+	s.ReplayQueued, s.Replayed, s.ReplayOverflows, s.ReplayPending = c.replay.queued, c.replay.replayed, c.replay.overflows, c.replay.n
+	c.replay.mu.Unlock()
 	if b.LastHealthyNano > 0 {
 		s.SinceHealthy = time.Since(time.Unix(0, b.LastHealthyNano))
 	}

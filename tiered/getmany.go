@@ -75,12 +75,14 @@ func (k *Keyspace[V]) fetchMany(ctx context.Context, ids []string, hs []uint64, 
 	rkeys := make([]string, len(ids))
 	for i, id := range ids {
 		ps[i] = pending{id: id, h: hs[i], tok: k.local.Token(hs[i])}
-		ver, err := k.version(ctx, id)
+	}
+	for i, id := range ids {
+		key, ver, err := k.keyOf(ctx, id)
 		if err != nil {
 			k.redisError("version", keys.Key(k.cfg.Name, id), err)
-			return k.loadManyDirect(ctx, ids, out)
+			return k.loadManyDirect(ctx, ps, out, true)
 		}
-		ps[i].ver, ps[i].key = ver, k.redisKey(id, ver)
+		ps[i].ver, ps[i].key = ver, key
 		rkeys[i] = ps[i].key
 	}
 	rctx, cancel := k.c.redisCtx(ctx, k.c.opts.ReadTimeout)
@@ -88,7 +90,7 @@ func (k *Keyspace[V]) fetchMany(ctx context.Context, ids []string, hs []uint64, 
 	cancel()
 	if err != nil {
 		k.redisError("get many", rkeys[0], err)
-		return k.loadManyDirect(ctx, ids, out)
+		return k.loadManyDirect(ctx, ps, out, true)
 	}
 	var rest, corrupt []pending
 	for i, b := range bs {
@@ -151,7 +153,7 @@ func (k *Keyspace[V]) loadManyLeased(ctx context.Context, ps []pending, out map[
 	cancel()
 	if err != nil {
 		k.redisError("lease", ls[0].Key, err)
-		return k.loadManyDirect(ctx, ids(ps), out)
+		return k.loadManyDirect(ctx, ps, out, true)
 	}
 	var won, lost, corrupt []pending
 	for i, r := range rs {
@@ -202,7 +204,7 @@ func (k *Keyspace[V]) loadManyLeased(ctx context.Context, ps []pending, out map[
 		wg.Wait()
 	} else if len(lost) > 0 {
 		// BatchLoader only: load the losers' ids ourselves, cache nothing.
-		errs = append(errs, k.loadManyDirect(ctx, ids(lost), out))
+		errs = append(errs, k.loadManyDirect(ctx, lost, out, false))
 	}
 	return errors.Join(errs...)
 }
@@ -291,15 +293,25 @@ func (k *Keyspace[V]) loadManyAndFill(ctx context.Context, ps []pending, out map
 	return err
 }
 
-// loadManyDirect loads ids and caches nothing (Redis is failing).
-func (k *Keyspace[V]) loadManyDirect(ctx context.Context, ids []string, out map[string]V) error {
+// loadManyDirect loads ps without Redis: Redis is failing (redisDown: the
+// values are cached locally for DegradedLocalTTL only), or another process
+// holds the leases (cached nowhere).
+func (k *Keyspace[V]) loadManyDirect(ctx context.Context, ps []pending, out map[string]V, redisDown bool) error {
 	if !k.hasLoader() {
 		return nil
 	}
-	res, _, err := k.loadBatch(ctx, ids)
-	for id, l := range res {
+	k.st.loaderDirect.Add(uint64(len(ps)))
+	res, _, err := k.loadBatch(ctx, ids(ps))
+	for _, p := range ps {
+		l, ok := res[p.id]
+		if !ok {
+			continue
+		}
 		if !l.neg {
-			out[id] = l.val
+			out[p.id] = l.val
+		}
+		if redisDown {
+			k.fillDegraded(p.id, p.h, l, p.tok)
 		}
 	}
 	return err

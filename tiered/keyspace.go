@@ -28,6 +28,7 @@ type Keyspace[V any] struct {
 	sf         singleflight.Group
 	vers       versions
 	refreshing sync.Map // ids with a background refresh queued or running
+	ep         epoch
 	st         counters
 }
 
@@ -43,6 +44,7 @@ type entry[V any] struct {
 	expiry    int64  // the value's fresh-until in Redis (XFetch's expiry)
 	delta     int64  // how long its load took, ns (XFetch's delta)
 	staleEnd  int64  // served if the Loader fails until then (StaleIfError)
+	degraded  bool   // loaded while Redis was failing: served even with the bus down, briefly
 }
 
 // NewKeyspace creates a keyspace in c. The name must be unique in c.
@@ -108,13 +110,10 @@ const (
 
 // lookup is the hit path: one clock load, one shard lock, no allocation.
 func (k *Keyspace[V]) lookup(h uint64, id string, now int64) (entry[V], lookupState) {
+	// While the bus is not known to be healthy, entries may have missed
+	// invalidations: only those loaded from the source during the outage
+	// are served (briefly), the rest are stale-if-error fallbacks at most.
 	busOK := now < k.c.serveUntil.Load()
-	if !busOK && k.cfg.StaleIfError == 0 {
-		// The bus is not known to be healthy: local entries may have
-		// missed invalidations. Go to Redis.
-		k.st.localBypass.Add(1)
-		return entry[V]{}, lookupMiss
-	}
 	e, ok := k.local.Get(h, id, now)
 	if !ok {
 		return e, lookupMiss
@@ -125,7 +124,7 @@ func (k *Keyspace[V]) lookup(h uint64, id string, now int64) (entry[V], lookupSt
 			return e, lookupMiss
 		}
 	}
-	if now >= e.fresh || !busOK {
+	if now >= e.fresh || (!busOK && !e.degraded) {
 		// Kept only as a stale-if-error fallback.
 		k.st.localNotServed.Add(1)
 		return e, hitStale
@@ -181,18 +180,17 @@ func (k *Keyspace[V]) miss(ctx context.Context, id string, h uint64, stale *load
 // what may be served if loading fails (StaleIfError), or nil.
 func (k *Keyspace[V]) fetch(ctx context.Context, id string, h uint64, stale *loaded[V]) (loaded[V], error) {
 	tok := k.local.Token(h)
-	ver, err := k.version(ctx, id)
+	key, ver, err := k.keyOf(ctx, id)
 	if err != nil {
 		k.redisError("version", keys.Key(k.cfg.Name, id), err)
-		return k.loadOrStale(ctx, id, stale)
+		return k.loadOrStale(ctx, id, h, tok, stale, true)
 	}
-	key := k.redisKey(id, ver)
 	rctx, cancel := k.c.redisCtx(ctx, k.c.opts.ReadTimeout)
 	b, found, err := k.c.store.Get(rctx, key)
 	cancel()
 	if err != nil {
 		k.redisError("get", key, err)
-		return k.loadOrStale(ctx, id, stale)
+		return k.loadOrStale(ctx, id, h, tok, stale, true)
 	}
 	corrupt := false
 	if found {
@@ -314,7 +312,7 @@ func (k *Keyspace[V]) loadLeased(ctx context.Context, id string, h uint64, key s
 		cancel()
 		if err != nil {
 			k.redisError("lease", key, err)
-			return k.loadOrStale(ctx, id, stale)
+			return k.loadOrStale(ctx, id, h, tok, stale, true)
 		}
 		r := rs[0]
 		switch r.State {
@@ -353,7 +351,7 @@ func (k *Keyspace[V]) loadLeased(ctx context.Context, id string, h uint64, key s
 			}
 		}
 	}
-	return k.loadOrStale(ctx, id, stale)
+	return k.loadOrStale(ctx, id, h, tok, stale, false)
 }
 
 // loadUnderLease loads id and fills Redis only if the lease still stands,
@@ -415,10 +413,11 @@ func (k *Keyspace[V]) loadAndFill(ctx context.Context, id string, h uint64, key 
 	return l, nil
 }
 
-// loadOrStale calls the Loader and caches nothing (Redis is failing or a
-// lease wait ran out); if the Loader fails too, it serves stale when the
-// StaleIfError window allows.
-func (k *Keyspace[V]) loadOrStale(ctx context.Context, id string, stale *loaded[V]) (loaded[V], error) {
+// loadOrStale calls the Loader without Redis: Redis is failing (redisDown;
+// the value is then cached locally for DegradedLocalTTL only) or a lease
+// wait ran out (it is cached nowhere). If the Loader fails too, it serves
+// stale when the StaleIfError window allows.
+func (k *Keyspace[V]) loadOrStale(ctx context.Context, id string, h uint64, tok uint64, stale *loaded[V], redisDown bool) (loaded[V], error) {
 	if k.cfg.Loader == nil {
 		if stale != nil {
 			k.st.staleOnError.Add(1)
@@ -426,8 +425,35 @@ func (k *Keyspace[V]) loadOrStale(ctx context.Context, id string, stale *loaded[
 		}
 		return loaded[V]{}, ErrNotFound
 	}
+	k.st.loaderDirect.Add(1)
 	l, _, err := k.load(ctx, id)
+	if err == nil && redisDown {
+		k.fillDegraded(id, h, l, tok)
+	}
 	return k.orStale(l, err, stale)
+}
+
+// fillDegraded caches a value loaded while Redis was failing, for
+// DegradedLocalTTL only: invalidations cannot flow, so the entry must not
+// live long, but even a second of it spares the source a read storm.
+func (k *Keyspace[V]) fillDegraded(id string, h uint64, l loaded[V], tok uint64) {
+	if k.cfg.DegradedLocalTTL <= 0 || (l.neg && k.cfg.NegativeTTL == 0) {
+		return
+	}
+	now := k.c.clk.Precise()
+	ttl := min(k.cfg.DegradedLocalTTL, k.cfg.LocalTTL)
+	e := entry[V]{val: l.val, neg: l.neg, fresh: now + int64(ttl), refreshAt: math.MaxInt64, degraded: true}
+	e.expiry, e.staleEnd = e.fresh, e.fresh
+	if k.cfg.Group != nil {
+		if v, ok := k.vers.get(k.cfg.Group(id), now); ok {
+			e.ver = v
+		} else {
+			return // the hit check needs the version
+		}
+	}
+	if !k.local.SetIfUnchanged(h, id, e, e.fresh, tok) {
+		k.st.localFillsSkipped.Add(1)
+	}
 }
 
 // orStale replaces a load error by the stale value, if there is one.
@@ -512,14 +538,6 @@ func (k *Keyspace[V]) jitter(ttl time.Duration) time.Duration {
 	return ttl + time.Duration(rand.Int63n(int64(k.cfg.TTLJitter)+1))
 }
 
-// version returns the current version of id's group (0 without groups).
-func (k *Keyspace[V]) version(ctx context.Context, id string) (uint64, error) {
-	if k.cfg.Group == nil {
-		return 0, nil
-	}
-	return k.groupVersion(ctx, k.cfg.Group(id))
-}
-
 func (k *Keyspace[V]) groupVersion(ctx context.Context, group string) (uint64, error) {
 	now := k.c.clk.Now()
 	if now < k.c.serveUntil.Load() {
@@ -539,15 +557,6 @@ func (k *Keyspace[V]) groupVersion(ctx context.Context, group string) (uint64, e
 	}
 	k.vers.fill(group, v, k.c.clk.Precise()+int64(k.cfg.LocalTTL), tok)
 	return v, nil
-}
-
-// redisKey is where id's value lives in Redis: "<ns>:<id>", or
-// "<ns>:v<version>:<id>" in a keyspace with groups.
-func (k *Keyspace[V]) redisKey(id string, ver uint64) string {
-	if k.cfg.Group == nil {
-		return keys.Key(k.cfg.Name, id)
-	}
-	return keys.VersionedKey(k.cfg.Name, ver, id)
 }
 
 func (k *Keyspace[V]) redisError(op, key string, err error) {
@@ -594,6 +603,7 @@ func (k *Keyspace[V]) Stats() Stats {
 		RefreshesDropped:  k.st.refreshesDropped.Load(),
 		StaleServed:       k.st.staleServed.Load(),
 		StaleOnError:      k.st.staleOnError.Load(),
+		LoaderDirect:      k.st.loaderDirect.Load(),
 		LocalFillsSkipped: k.st.localFillsSkipped.Load(),
 		Sets:              k.st.sets.Load(),
 		Deletes:           k.st.deletes.Load(),

@@ -54,6 +54,22 @@ type Options struct {
 	// never piled up. Default 1024.
 	RefreshQueue int
 
+	// BreakerFailures is how many Redis calls in a row must fail (network
+	// errors, timeouts) before the circuit breaker opens; it also opens
+	// when half of at least 20 calls in 10s fail. While open, Redis calls
+	// fail at once, without waiting on the network. Default 5.
+	BreakerFailures int
+
+	// BreakerOpenFor is how long the breaker stays open before one probe
+	// call may test Redis again; the probe's success closes it. Default 1s.
+	BreakerOpenFor time.Duration
+
+	// ReplayQueue bounds the invalidations (ids and groups) kept while
+	// Redis is unreachable, to be replayed when it is back. Past it, the
+	// affected keyspace's epoch is bumped on recovery instead: every value
+	// of the keyspace becomes unreachable. Default 10,000.
+	ReplayQueue int
+
 	hooks *testHooks // set by this package's tests only
 }
 
@@ -88,6 +104,15 @@ func (o *Options) applyDefaults() error {
 	}
 	if o.RefreshQueue <= 0 {
 		o.RefreshQueue = 1024
+	}
+	if o.BreakerFailures <= 0 {
+		o.BreakerFailures = 5
+	}
+	if o.BreakerOpenFor <= 0 {
+		o.BreakerOpenFor = time.Second
+	}
+	if o.ReplayQueue <= 0 {
+		o.ReplayQueue = 10_000
 	}
 	return nil
 }
@@ -201,6 +226,12 @@ type Config[V any] struct {
 	// stale-while-revalidate (RFC 5861). Default 0: off.
 	StaleWhileRevalidate time.Duration
 
+	// DegradedLocalTTL is how long a value loaded while Redis is failing
+	// is served from the local tier. Invalidations cannot flow then, so it
+	// is short; it still turns a read storm on the source into one read
+	// per key per DegradedLocalTTL. Default 1s; negative disables.
+	DegradedLocalTTL time.Duration
+
 	// StaleIfError is a window past TTL in which a stale value is served
 	// when the Loader fails (and Redis fails or holds only the stale
 	// value), as in RFC 5861's stale-if-error. Default 0: off.
@@ -271,6 +302,12 @@ func (c *Config[V]) applyDefaults() error {
 	}
 	if c.StaleIfError < 0 {
 		c.StaleIfError = 0
+	}
+	switch {
+	case c.DegradedLocalTTL == 0:
+		c.DegradedLocalTTL = time.Second
+	case c.DegradedLocalTTL < 0:
+		c.DegradedLocalTTL = 0
 	}
 	return nil
 }

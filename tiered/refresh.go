@@ -104,12 +104,11 @@ func (k *Keyspace[V]) runRefresh(ctx context.Context, id string, h uint64, early
 	ctx, cancel := context.WithTimeout(ctx, k.cfg.LoadTimeout)
 	defer cancel()
 	tok := k.local.Token(h)
-	ver, err := k.version(ctx, id)
+	key, ver, err := k.keyOf(ctx, id)
 	if err != nil {
 		k.redisError("version", id, err)
 		return
 	}
-	key := k.redisKey(id, ver)
 	lease := leaseKey(key)
 	token := k.c.leaseToken()
 	rctx, rcancel := k.c.redisCtx(ctx, k.c.opts.ReadTimeout)

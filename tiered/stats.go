@@ -32,6 +32,7 @@ type Stats struct {
 	RefreshesDropped  uint64 // background refreshes dropped because the queue was full or the Client closing
 	StaleServed       uint64 // stale values served inside the StaleWhileRevalidate window or after a lease wait
 	StaleOnError      uint64 // stale values served because the Loader (and Redis) failed (StaleIfError)
+	LoaderDirect      uint64 // reads answered by the Loader directly because Redis failed (degraded)
 }
 
 type counters struct {
@@ -40,5 +41,5 @@ type counters struct {
 	leasesWon, leasesLost, leaseWaits, leaseTimeouts, fillsRefused atomic.Uint64
 	localFillsSkipped, sets, deletes, groupBumps, evicted          atomic.Uint64
 	earlyRefreshes, revalidations, refreshesDropped                atomic.Uint64
-	staleServed, staleOnError, localNotServed                      atomic.Uint64
+	staleServed, staleOnError, localNotServed, loaderDirect        atomic.Uint64
 }

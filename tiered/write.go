@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/tiercache/tiercache/invalidation"
 	"github.com/tiercache/tiercache/keys"
@@ -29,12 +30,12 @@ func (k *Keyspace[V]) Set(ctx context.Context, id string, v V) error {
 		return &OpError{Op: "set", Key: keys.Key(k.cfg.Name, id), Err: err}
 	}
 	tok := k.local.Token(h)
-	ver, err := k.version(ctx, id)
+	key, ver, err := k.keyOf(ctx, id)
 	if err != nil {
 		k.local.Delete(h, id)
+		k.c.queueKeys(k.cfg.Name, []string{id}, err)
 		return &OpError{Op: "set", Key: keys.Key(k.cfg.Name, id), Err: err}
 	}
-	key := k.redisKey(id, ver)
 	ttl := k.jitter(k.cfg.TTL)
 	env := remote.AppendEnvelope(make([]byte, 0, len(payload)+remote.EnvelopeOverhead),
 		&remote.Envelope{FreshUntilMs: time.Now().Add(ttl).UnixMilli(), Payload: payload})
@@ -46,8 +47,10 @@ func (k *Keyspace[V]) Set(ctx context.Context, id string, v V) error {
 	err = k.c.store.Set(wctx, key, keys.LeaseKey(key), env, ttl+k.staleWindow(false), k.c.opts.Channel, msgs[0])
 	cancel()
 	if err != nil {
-		// Redis may or may not have the new value: serve neither locally.
+		// Redis may or may not have the new value: serve neither locally,
+		// and queue the id's invalidation for when Redis is back.
 		k.local.Delete(h, id)
+		k.c.queueKeys(k.cfg.Name, []string{id}, err)
 		return &OpError{Op: "set", Key: key, Err: err}
 	}
 	k.c.sent.Add(1)
@@ -89,6 +92,10 @@ func (k *Keyspace[V]) Delete(ctx context.Context, ids ...string) error {
 		k.local.Delete(k.hash(id), id)
 	}
 	if err != nil {
+		k.c.queueKeys(k.cfg.Name, ids, err)
+		if first == "" {
+			first = keys.Key(k.cfg.Name, ids[0])
+		}
 		return &OpError{Op: "delete", Key: first, Err: err}
 	}
 	k.c.sent.Add(uint64(len(batches)))
@@ -121,11 +128,10 @@ func (k *Keyspace[V]) deleteBatches(ctx context.Context, ids []string) ([]remote
 			continue
 		}
 		seen[id] = true
-		ver, err := k.version(ctx, id)
+		key, _, err := k.keyOf(ctx, id)
 		if err != nil {
 			return nil, keys.Key(k.cfg.Name, id), err
 		}
-		key := k.redisKey(id, ver)
 		if first == "" {
 			first = key
 		}
@@ -179,6 +185,7 @@ func (k *Keyspace[V]) InvalidateGroup(ctx context.Context, group string) error {
 	v, err := k.c.store.Bump(wctx, verKey, k.c.opts.Channel, prefix)
 	cancel()
 	if err != nil {
+		k.c.queueGroup(k.cfg.Name, group, err)
 		return &OpError{Op: "invalidate group", Key: verKey, Err: err}
 	}
 	k.c.sent.Add(1)
@@ -209,11 +216,42 @@ func (k *Keyspace[V]) evict(ids []string) {
 	k.st.evicted.Add(uint64(len(ids)))
 }
 
-// bump applies a peer's group version bumps.
+// bump applies a peer's group version bumps (and epoch bumps, which travel
+// as bumps of the empty group).
 func (k *Keyspace[V]) bump(groups []string, vers []uint64) {
 	exp := k.c.clk.Precise() + int64(k.cfg.LocalTTL)
 	for i, g := range groups {
+		if g == epochGroup {
+			k.ep.raise(vers[i])
+			k.flush()
+			continue
+		}
 		k.vers.raise(g, vers[i], exp)
+	}
+}
+
+// reset is flush after a resubscription or a Redis recovery: bumps of the
+// epoch may have been missed too.
+func (k *Keyspace[V]) reset() {
+	k.ep.forget()
+	k.flush()
+}
+
+// replay re-sends invalidations that could not reach Redis. Each call
+// queues its ids again if it fails.
+func (k *Keyspace[V]) replay(ctx context.Context, ids, groups []string, wholeKeyspace bool) {
+	if wholeKeyspace {
+		if err := k.bumpEpoch(ctx); err != nil {
+			k.c.queueOverflow(k.cfg.Name)
+			return
+		}
+		k.c.log.Info("replay queue overflowed during a Redis outage; keyspace epoch bumped", zap.String("keyspace", k.cfg.Name))
+	}
+	if len(ids) > 0 {
+		_ = k.Delete(ctx, ids...)
+	}
+	for _, g := range groups {
+		_ = k.InvalidateGroup(ctx, g)
 	}
 }
 

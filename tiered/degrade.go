@@ -1,0 +1,197 @@
+package tiered
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tiercache/tiercache/internal/breaker"
+)
+
+// Degradation: a circuit breaker per Client guards every Redis call (see
+// remote.Guard). While it is open, calls fail at once (no timeout per
+// request), reads go to the Loader, and writes queue their invalidations in
+// a bounded replay queue. When it closes again (or the bus resubscribes),
+// the local tiers flush and the queue is replayed; if it overflowed, the
+// affected keyspaces' epochs are bumped instead, so no key keeps a value the
+// application believed deleted.
+
+func (c *Client) newBreaker() *breaker.Breaker {
+	return breaker.New(breaker.Options{
+		ConsecutiveFailures: c.opts.BreakerFailures,
+		OpenFor:             c.opts.BreakerOpenFor,
+		OnChange: func(from, to breaker.State) {
+			switch to {
+			case breaker.Open:
+				c.log.Warn("Redis unavailable: circuit breaker open; reads go to the loaders", zap.Stringer("from", from))
+			case breaker.Closed:
+				c.log.Info("Redis available again: circuit breaker closed; flushing local tiers and replaying queued invalidations")
+				c.recovered()
+			}
+		},
+	})
+}
+
+// replayQueue holds invalidations that could not reach Redis.
+type replayQueue struct {
+	mu        sync.Mutex
+	max       int
+	n         int
+	ids       map[string]map[string]struct{} // keyspace -> ids to delete
+	groups    map[string]map[string]struct{} // keyspace -> groups to bump
+	overflow  map[string]bool                // keyspace -> bump its epoch
+	running   bool
+	queued    uint64
+	replayed  uint64
+	overflows uint64
+}
+
+func (c *Client) queueKeys(ks string, ids []string, cause error) {
+	q := &c.replay
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.overflow[ks] {
+		return // the whole keyspace goes anyway
+	}
+	if q.ids == nil {
+		q.ids = make(map[string]map[string]struct{})
+	}
+	set := q.ids[ks]
+	if set == nil {
+		set = make(map[string]struct{})
+		q.ids[ks] = set
+	}
+	for _, id := range ids {
+		if _, dup := set[id]; dup {
+			continue
+		}
+		if q.n >= q.max {
+			q.overflowLocked(ks)
+			return
+		}
+		set[id] = struct{}{}
+		q.n++
+		q.queued++
+	}
+	c.warn.Warn("invalidation queued until Redis is back", zap.String("keyspace", ks), zap.Error(cause))
+}
+
+func (c *Client) queueGroup(ks, group string, cause error) {
+	q := &c.replay
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.overflow[ks] {
+		return
+	}
+	if q.groups == nil {
+		q.groups = make(map[string]map[string]struct{})
+	}
+	set := q.groups[ks]
+	if set == nil {
+		set = make(map[string]struct{})
+		q.groups[ks] = set
+	}
+	if _, dup := set[group]; dup {
+		return
+	}
+	if q.n >= q.max {
+		q.overflowLocked(ks)
+		return
+	}
+	set[group] = struct{}{}
+	q.n++
+	q.queued++
+	c.warn.Warn("group invalidation queued until Redis is back", zap.String("keyspace", ks), zap.Error(cause))
+}
+
+func (c *Client) queueOverflow(ks string) {
+	c.replay.mu.Lock()
+	defer c.replay.mu.Unlock()
+	c.replay.overflowLocked(ks)
+}
+
+// overflowLocked replaces a keyspace's queued ids by one epoch bump.
+func (q *replayQueue) overflowLocked(ks string) {
+	if q.overflow == nil {
+		q.overflow = make(map[string]bool)
+	}
+	if !q.overflow[ks] {
+		q.overflows++
+	}
+	q.overflow[ks] = true
+	q.n -= len(q.ids[ks]) + len(q.groups[ks])
+	delete(q.ids, ks)
+	delete(q.groups, ks)
+}
+
+// recovered runs when Redis is reachable again: local tiers may hold values
+// loaded while invalidations could not flow, and queued invalidations must
+// go out.
+func (c *Client) recovered() {
+	c.resetAll()
+	c.startReplay()
+}
+
+func (c *Client) resetAll() {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, s := range c.spaces {
+		s.reset()
+	}
+	c.flushes.Add(1)
+}
+
+// startReplay replays the queue in the background, one replay at a time.
+func (c *Client) startReplay() {
+	q := &c.replay
+	q.mu.Lock()
+	if q.running || q.n == 0 && len(q.overflow) == 0 || c.closed.Load() {
+		q.mu.Unlock()
+		return
+	}
+	q.running = true
+	ids, groups, overflow := q.ids, q.groups, q.overflow
+	q.ids, q.groups, q.overflow, q.n = nil, nil, nil, 0
+	q.mu.Unlock()
+
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		defer func() {
+			q.mu.Lock()
+			q.running = false
+			q.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(c.ctx, time.Minute)
+		defer cancel()
+		names := map[string]bool{}
+		for ks := range ids {
+			names[ks] = true
+		}
+		for ks := range groups {
+			names[ks] = true
+		}
+		for ks := range overflow {
+			names[ks] = true
+		}
+		for ks := range names {
+			s := c.space(ks)
+			if s == nil {
+				continue
+			}
+			var is, gs []string
+			for id := range ids[ks] {
+				is = append(is, id)
+			}
+			for g := range groups[ks] {
+				gs = append(gs, g)
+			}
+			s.replay(ctx, is, gs, overflow[ks])
+			q.mu.Lock()
+			q.replayed += uint64(len(is) + len(gs))
+			q.mu.Unlock()
+		}
+	}()
+}
