@@ -19,17 +19,68 @@ type Guard interface {
 	Done(failed bool)
 }
 
-// guard runs f under the store's Guard, if any.
-func (s *Store) guard(f func() error) error {
-	if s.g == nil {
+// guarded runs f under the store's Guard, if any, and makes ctx's deadline
+// bound it even when the go-redis client ignores context deadlines (its
+// ContextTimeoutEnabled is off, the default): f then runs in its own
+// goroutine, and a call that outlives ctx is abandoned to finish (within
+// the client's own ReadTimeout) on its own. f must not write to shared
+// state; it returns its result.
+func guarded[T any](s *Store, ctx context.Context, f func() (T, error)) (T, error) {
+	if s.g != nil && !s.g.Allow() {
+		var zero T
+		return zero, ErrUnavailable
+	}
+	var v T
+	var err error
+	if s.ctxDeadlines {
+		v, err = f()
+	} else {
+		v, err = withDeadline(ctx, f)
+	}
+	if s.g != nil {
+		s.g.Done(IsFailure(err))
+	}
+	return v, err
+}
+
+func guardedErr(s *Store, ctx context.Context, f func() error) error {
+	_, err := guarded(s, ctx, func() (struct{}, error) { return struct{}{}, f() })
+	return err
+}
+
+type result[T any] struct {
+	v   T
+	err error
+}
+
+func withDeadline[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	if _, ok := ctx.Deadline(); !ok && ctx.Done() == nil {
 		return f()
 	}
-	if !s.g.Allow() {
-		return ErrUnavailable
+	ch := make(chan result[T], 1)
+	go func() {
+		v, err := f()
+		ch <- result[T]{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
 	}
-	err := f()
-	s.g.Done(IsFailure(err))
-	return err
+}
+
+// honoursDeadlines reports whether rdb's own timeouts follow context
+// deadlines, so that no extra goroutine is needed to enforce them.
+func honoursDeadlines(rdb redis.UniversalClient) bool {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return false
 }
 
 // IsFailure tells a sign that Redis is unavailable (network errors,

@@ -15,14 +15,17 @@ import (
 // Store is the Redis tier. It is safe for concurrent use and holds no state
 // but the client, which its caller owns.
 type Store struct {
-	rdb redis.UniversalClient
-	g   Guard
+	rdb          redis.UniversalClient
+	g            Guard
+	ctxDeadlines bool // rdb honours context deadlines by itself
 }
 
 // NewStore returns a Store over rdb (a *redis.Client, *redis.ClusterClient,
 // a failover client or a ring). g, if not nil, guards every call (a circuit
 // breaker); calls it refuses fail at once with ErrUnavailable.
-func NewStore(rdb redis.UniversalClient, g Guard) *Store { return &Store{rdb: rdb, g: g} }
+func NewStore(rdb redis.UniversalClient, g Guard) *Store {
+	return &Store{rdb: rdb, g: g, ctxDeadlines: honoursDeadlines(rdb)}
+}
 
 // Redis returns the client the store uses.
 func (s *Store) Redis() redis.UniversalClient { return s.rdb }
@@ -30,8 +33,16 @@ func (s *Store) Redis() redis.UniversalClient { return s.rdb }
 // Get returns the bytes stored at key. found is false on a miss. The returned
 // slice aliases an immutable string and must not be modified.
 func (s *Store) Get(ctx context.Context, key string) (b []byte, found bool, err error) {
-	err = s.guard(func() error { b, found, err = s.get(ctx, key); return err })
-	return
+	r, err := guarded(s, ctx, func() (getResult, error) {
+		b, found, err := s.get(ctx, key)
+		return getResult{b, found}, err
+	})
+	return r.b, r.found, err
+}
+
+type getResult struct {
+	b     []byte
+	found bool
 }
 
 // get is Get without the guard.
@@ -50,8 +61,7 @@ func (s *Store) get(ctx context.Context, key string) (b []byte, found bool, err 
 // one per node on Redis Cluster (unlike MGET, it works across slots).
 // out[i] is nil where keys[i] is absent. The slices must not be modified.
 func (s *Store) GetMany(ctx context.Context, keys []string) (out [][]byte, err error) {
-	err = s.guard(func() error { out, err = s.getMany(ctx, keys); return err })
-	return
+	return guarded(s, ctx, func() ([][]byte, error) { return s.getMany(ctx, keys) })
 }
 
 // getMany is GetMany without the guard.
@@ -86,7 +96,7 @@ func (s *Store) getMany(ctx context.Context, keys []string) (out [][]byte, err e
 // Set writes env at key with ttl, removes the key's lease and publishes msg on
 // channel (when msg is not empty), atomically in one round trip.
 func (s *Store) Set(ctx context.Context, key, lease string, env []byte, ttl time.Duration, channel string, msg []byte) error {
-	return s.guard(func() error { return s.set(ctx, key, lease, env, ttl, channel, msg) })
+	return guardedErr(s, ctx, func() error { return s.set(ctx, key, lease, env, ttl, channel, msg) })
 }
 
 // set is Set without the guard.
@@ -97,7 +107,7 @@ func (s *Store) set(ctx context.Context, key, lease string, env []byte, ttl time
 // Fill writes env at key with ttl, without a lease and without publishing
 // (fills are never broadcast: they change nothing a peer could hold).
 func (s *Store) Fill(ctx context.Context, key string, env []byte, ttl time.Duration) error {
-	return s.guard(func() error { return s.fill(ctx, key, env, ttl) })
+	return guardedErr(s, ctx, func() error { return s.fill(ctx, key, env, ttl) })
 }
 
 // fill is Fill without the guard.
@@ -115,7 +125,7 @@ type DeleteBatch struct {
 // Delete runs one delete-and-publish script per batch, pipelined: one round
 // trip on a single server, one per node on Redis Cluster.
 func (s *Store) Delete(ctx context.Context, channel string, batches []DeleteBatch) error {
-	return s.guard(func() error { return s.delete(ctx, channel, batches) })
+	return guardedErr(s, ctx, func() error { return s.delete(ctx, channel, batches) })
 }
 
 // delete is Delete without the guard.
@@ -159,8 +169,7 @@ type Lease struct{ Key, Lease string }
 // and pipelined across keys: one round trip on a single server, one per
 // node on Redis Cluster.
 func (s *Store) GetOrLease(ctx context.Context, ls []Lease, token string, ttl time.Duration, nowMs int64) (out []LeaseResult, err error) {
-	err = s.guard(func() error { out, err = s.getOrLease(ctx, ls, token, ttl, nowMs); return err })
-	return
+	return guarded(s, ctx, func() ([]LeaseResult, error) { return s.getOrLease(ctx, ls, token, ttl, nowMs) })
 }
 
 // getOrLease is GetOrLease without the guard.
@@ -212,7 +221,7 @@ func (s *Store) ReleaseLease(ctx context.Context, lease, token string) error {
 
 // ReleaseLeases gives up several leases held with token, pipelined.
 func (s *Store) ReleaseLeases(ctx context.Context, leases []string, token string) error {
-	return s.guard(func() error { return s.releaseLeases(ctx, leases, token) })
+	return guardedErr(s, ctx, func() error { return s.releaseLeases(ctx, leases, token) })
 }
 
 // releaseLeases is ReleaseLeases without the guard.
@@ -229,8 +238,7 @@ func (s *Store) releaseLeases(ctx context.Context, leases []string, token string
 // pipelined. won[i] reports whether leases[i] was taken. Background
 // refreshes use it: the value is present, so only the lease matters.
 func (s *Store) TryLeases(ctx context.Context, leases []string, token string, ttl time.Duration) (won []bool, err error) {
-	err = s.guard(func() error { won, err = s.tryLeases(ctx, leases, token, ttl); return err })
-	return
+	return guarded(s, ctx, func() ([]bool, error) { return s.tryLeases(ctx, leases, token, ttl) })
 }
 
 // tryLeases is TryLeases without the guard.
@@ -263,8 +271,7 @@ type Filled struct {
 // stands, pipelined. stored[i] is false where the lease was voided by a
 // Set, Delete or expiry: the value must then be cached nowhere.
 func (s *Store) FillLeased(ctx context.Context, token string, fills []Filled) (stored []bool, err error) {
-	err = s.guard(func() error { stored, err = s.fillLeased(ctx, token, fills); return err })
-	return
+	return guarded(s, ctx, func() ([]bool, error) { return s.fillLeased(ctx, token, fills) })
 }
 
 // fillLeased is FillLeased without the guard.
@@ -291,8 +298,7 @@ func (s *Store) fillLeased(ctx context.Context, token string, fills []Filled) (s
 // Version returns the version of the group stored at verKey, creating it
 // from the server's clock when absent (see versionScript).
 func (s *Store) Version(ctx context.Context, verKey string) (v uint64, err error) {
-	err = s.guard(func() error { v, err = s.version(ctx, verKey); return err })
-	return
+	return guarded(s, ctx, func() (uint64, error) { return s.version(ctx, verKey) })
 }
 
 // version is Version without the guard.
@@ -304,8 +310,7 @@ func (s *Store) version(ctx context.Context, verKey string) (uint64, error) {
 // Bump advances the version at verKey and publishes prefix followed by the
 // new version as a uvarint, atomically. It returns the new version.
 func (s *Store) Bump(ctx context.Context, verKey, channel string, prefix []byte) (v uint64, err error) {
-	err = s.guard(func() error { v, err = s.bump(ctx, verKey, channel, prefix); return err })
-	return
+	return guarded(s, ctx, func() (uint64, error) { return s.bump(ctx, verKey, channel, prefix) })
 }
 
 // bump is Bump without the guard.
@@ -316,7 +321,7 @@ func (s *Store) bump(ctx context.Context, verKey, channel string, prefix []byte)
 
 // Publish sends msg on channel.
 func (s *Store) Publish(ctx context.Context, channel string, msg []byte) error {
-	return s.guard(func() error { return s.publish(ctx, channel, msg) })
+	return guardedErr(s, ctx, func() error { return s.publish(ctx, channel, msg) })
 }
 
 // publish is Publish without the guard.

@@ -59,7 +59,7 @@ type space interface {
 	bump(groups []string, versions []uint64)
 	flush()
 	reset()
-	replay(ctx context.Context, ids, groups []string, wholeKeyspace bool)
+	replay(ctx context.Context, ids, groups []string, wholeKeyspace bool) int
 }
 
 // NewClient starts a Client: its clock and its invalidation bus. It does not

@@ -126,6 +126,7 @@ func TestInvalidKeysNeverReachRedis(t *testing.T) {
 	rdb := redis.NewClient(srv.RedisOptions())
 	defer rdb.Close()
 	hook := &cmdCounter{}
+	rdb.AddHook(hook) // before anything uses the client: AddHook is not safe concurrently
 	c, err := NewClient(Options{Redis: rdb})
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +134,6 @@ func TestInvalidKeysNeverReachRedis(t *testing.T) {
 	defer c.Close()
 	db := newDB()
 	k := newKS(t, c, Config[user]{Loader: db.load})
-	rdb.AddHook(hook)
 	ctx := ctxT(t)
 	for _, id := range []string{"", "a\x00b", "new\nline", "{tag}", strings.Repeat("x", keys.MaxLen+1), "\xff\xfe"} {
 		if _, err := k.Get(ctx, id); !errors.Is(err, ErrInvalidKey) {
@@ -338,6 +338,8 @@ func TestGetManyOneRoundTrip(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := redis.NewClient(srv.RedisOptions())
 	defer rdb.Close()
+	hook := &cmdCounter{}
+	rdb.AddHook(hook)
 	c, err := NewClient(Options{Redis: rdb})
 	if err != nil {
 		t.Fatal(err)
@@ -354,8 +356,7 @@ func TestGetManyOneRoundTrip(t *testing.T) {
 		}
 	}
 	k.flush()
-	hook := &cmdCounter{}
-	rdb.AddHook(hook)
+	hook.reset()
 	m, err := k.GetMany(ctx, ids)
 	if err != nil || len(m) != 100 {
 		t.Fatalf("GetMany = %d values, %v", len(m), err)

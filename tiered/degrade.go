@@ -144,6 +144,9 @@ func (c *Client) resetAll() {
 }
 
 // startReplay replays the queue in the background, one replay at a time.
+// What fails goes back into the queue, and the replay tries again with a
+// backoff (its calls are also what probes an open breaker) until the queue
+// is empty or the Client closes.
 func (c *Client) startReplay() {
 	q := &c.replay
 	q.mu.Lock()
@@ -152,46 +155,65 @@ func (c *Client) startReplay() {
 		return
 	}
 	q.running = true
-	ids, groups, overflow := q.ids, q.groups, q.overflow
-	q.ids, q.groups, q.overflow, q.n = nil, nil, nil, 0
 	q.mu.Unlock()
 
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
-		defer func() {
+		backoff := 50 * time.Millisecond
+		for {
 			q.mu.Lock()
-			q.running = false
+			ids, groups, overflow := q.ids, q.groups, q.overflow
+			q.ids, q.groups, q.overflow, q.n = nil, nil, nil, 0
 			q.mu.Unlock()
-		}()
-		ctx, cancel := context.WithTimeout(c.ctx, time.Minute)
-		defer cancel()
-		names := map[string]bool{}
-		for ks := range ids {
-			names[ks] = true
-		}
-		for ks := range groups {
-			names[ks] = true
-		}
-		for ks := range overflow {
-			names[ks] = true
-		}
-		for ks := range names {
-			s := c.space(ks)
-			if s == nil {
-				continue
-			}
-			var is, gs []string
-			for id := range ids[ks] {
-				is = append(is, id)
-			}
-			for g := range groups[ks] {
-				gs = append(gs, g)
-			}
-			s.replay(ctx, is, gs, overflow[ks])
+			c.replayOnce(ids, groups, overflow)
+
 			q.mu.Lock()
-			q.replayed += uint64(len(is) + len(gs))
+			if q.n == 0 && len(q.overflow) == 0 || c.closed.Load() {
+				q.running = false
+				q.mu.Unlock()
+				return
+			}
 			q.mu.Unlock()
+			if wait(c.ctx, backoff) != nil {
+				q.mu.Lock()
+				q.running = false
+				q.mu.Unlock()
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
 		}
 	}()
+}
+
+func (c *Client) replayOnce(ids, groups map[string]map[string]struct{}, overflow map[string]bool) {
+	ctx, cancel := context.WithTimeout(c.ctx, time.Minute)
+	defer cancel()
+	names := map[string]bool{}
+	for ks := range ids {
+		names[ks] = true
+	}
+	for ks := range groups {
+		names[ks] = true
+	}
+	for ks := range overflow {
+		names[ks] = true
+	}
+	for ks := range names {
+		s := c.space(ks)
+		if s == nil {
+			continue
+		}
+		var is, gs []string
+		for id := range ids[ks] {
+			is = append(is, id)
+		}
+		for g := range groups[ks] {
+			gs = append(gs, g)
+		}
+		n := s.replay(ctx, is, gs, overflow[ks])
+		c.replay.mu.Lock()
+		c.replay.replayed += uint64(n)
+		c.replay.mu.Unlock()
+	}
 }

@@ -24,6 +24,8 @@ func TestInvalidateGroupInOneRoundTripEverywhere(t *testing.T) {
 	ro := srv.RedisOptions()
 	rdbA := redis.NewClient(ro)
 	defer rdbA.Close()
+	hook := &cmdCounter{}
+	rdbA.AddHook(hook)
 	a, err := NewClient(Options{Redis: rdbA})
 	if err != nil {
 		t.Fatal(err)
@@ -48,8 +50,7 @@ func TestInvalidateGroupInOneRoundTripEverywhere(t *testing.T) {
 	if err := ka.InvalidateGroup(ctx, "warm-up"); err != nil { // loads the script into Redis
 		t.Fatal(err)
 	}
-	hook := &cmdCounter{}
-	rdbA.AddHook(hook)
+	hook.reset()
 	if err := ka.InvalidateGroup(ctx, "t1"); err != nil {
 		t.Fatal(err)
 	}

@@ -237,22 +237,25 @@ func (k *Keyspace[V]) reset() {
 	k.flush()
 }
 
-// replay re-sends invalidations that could not reach Redis. Each call
-// queues its ids again if it fails.
-func (k *Keyspace[V]) replay(ctx context.Context, ids, groups []string, wholeKeyspace bool) {
+// replay re-sends invalidations that could not reach Redis and returns how
+// many went out. Each call queues its ids again if it fails.
+func (k *Keyspace[V]) replay(ctx context.Context, ids, groups []string, wholeKeyspace bool) (sent int) {
 	if wholeKeyspace {
 		if err := k.bumpEpoch(ctx); err != nil {
 			k.c.queueOverflow(k.cfg.Name)
-			return
+			return 0
 		}
 		k.c.log.Info("replay queue overflowed during a Redis outage; keyspace epoch bumped", zap.String("keyspace", k.cfg.Name))
 	}
-	if len(ids) > 0 {
-		_ = k.Delete(ctx, ids...)
+	if len(ids) > 0 && k.Delete(ctx, ids...) == nil {
+		sent += len(ids)
 	}
 	for _, g := range groups {
-		_ = k.InvalidateGroup(ctx, g)
+		if k.InvalidateGroup(ctx, g) == nil {
+			sent++
+		}
 	}
+	return sent
 }
 
 // flush drops the local tier and the cached versions. In-flight fills that
