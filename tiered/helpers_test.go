@@ -166,6 +166,7 @@ type cmdCounter struct {
 }
 
 func (h *cmdCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
 // setupCmds are what a new connection sends before any command of ours.
 var setupCmds = map[string]bool{"hello": true, "client": true, "auth": true, "select": true, "ping": true}
 
