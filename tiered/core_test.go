@@ -581,3 +581,57 @@ func TestLocalHitDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+func TestCloseWhileCallsAreInFlight(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(srv.RedisOptions())
+	defer rdb.Close()
+	c, err := NewClient(Options{Redis: rdb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c)
+	db := newDB()
+	for i := 0; i < 20; i++ {
+		db.put(fmt.Sprint(i), "v")
+	}
+	k := newKS(t, c, Config[user]{Loader: db.load, StaleWhileRevalidate: time.Minute})
+	var wg sync.WaitGroup
+	started := make(chan struct{})
+	var once sync.Once
+	for g := 0; g < 16; g++ {
+		g := g
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				id := fmt.Sprint((g + i) % 20)
+				var err error
+				switch i % 3 {
+				case 0:
+					_, err = k.Get(context.Background(), id)
+				case 1:
+					err = k.Set(context.Background(), id, user{Name: "w"})
+				default:
+					_, err = k.GetMany(context.Background(), []string{id, "x"})
+				}
+				once.Do(func() { close(started) })
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil && !errors.Is(err, ErrNotFound) && !strings.Contains(err.Error(), "context canceled") {
+					t.Errorf("call during Close: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	<-started
+	var cw sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		cw.Add(1)
+		go func() { defer cw.Done(); _ = c.Close() }()
+	}
+	cw.Wait()
+	wg.Wait() // every caller saw ErrClosed and stopped; goleak in TestMain checks the rest
+}
