@@ -52,8 +52,8 @@ return 1
 //
 // KEYS[1] version key
 var versionScript = redis.NewScript(`
-local v = redis.call('GET', KEYS[1])
-if v then return tonumber(v) end
+local v = tonumber(redis.call('GET', KEYS[1]) or '')
+if v then return v end
 local t = redis.call('TIME')
 local ms = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('SET', KEYS[1], string.format('%.0f', ms))
@@ -98,9 +98,12 @@ var getOrLeaseScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v then
   if string.len(v) < 11 or string.byte(v, 1) ~= 0xC4 then return {1, v} end
-  local fresh = 0
-  for i = 4, 11 do fresh = fresh * 256 + string.byte(v, i) end
-  if fresh > tonumber(ARGV[3]) then return {1, v} end
+  -- A negative fresh-until (top bit set) lies in the past.
+  if string.byte(v, 4) < 0x80 then
+    local fresh = 0
+    for i = 4, 11 do fresh = fresh * 256 + string.byte(v, i) end
+    if fresh > tonumber(ARGV[3]) then return {1, v} end
+  end
 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, v} end
 return {3, v}

@@ -116,7 +116,7 @@ func (s *Store) fill(ctx context.Context, key string, env []byte, ttl time.Durat
 }
 
 // DeleteBatch is the keys one delete script removes (all in one hash slot on
-// Redis Cluster) and the invalidation message it publishes.
+// Redis Cluster; at least one) and the invalidation message it publishes.
 type DeleteBatch struct {
 	Keys []string
 	Msg  []byte
@@ -317,6 +317,18 @@ func (s *Store) Bump(ctx context.Context, verKey, channel string, prefix []byte)
 func (s *Store) bump(ctx context.Context, verKey, channel string, prefix []byte) (uint64, error) {
 	n, err := bumpScript.Run(ctx, s.rdb, []string{verKey}, channel, prefix).Int64()
 	return uint64(n), err
+}
+
+// LoadScripts loads every script into Redis (every master on Cluster), so
+// that the first pipelined use of each is one round trip, not an EVALSHA
+// refused with NOSCRIPT and an EVAL.
+func (s *Store) LoadScripts(ctx context.Context) error {
+	for _, sc := range []*redis.Script{setScript, delScript, fillScript, versionScript, bumpScript, getOrLeaseScript, releaseScript} {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Publish sends msg on channel.

@@ -207,8 +207,25 @@ func (h busHandler) Subscribed(first bool) {
 		h.c.resubs.Add(1)
 		h.c.log.Debug("invalidation bus resubscribed; local tiers flushed")
 	}
-	// Redis answers again: send what could not be sent.
+	// Redis answers again: send what could not be sent, and load the
+	// scripts (a restarted or new server has none).
 	h.c.startReplay()
+	h.c.loadScripts()
+}
+
+func (c *Client) loadScripts() {
+	if c.closed.Load() {
+		return
+	}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.WriteTimeout)
+		defer cancel()
+		if err := c.store.LoadScripts(ctx); err != nil {
+			c.log.Debug("loading scripts failed; they load on first use", zap.Error(err))
+		}
+	}()
 }
 
 func (h busHandler) Alive() {

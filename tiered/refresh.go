@@ -83,14 +83,22 @@ func (k *Keyspace[V]) maybeRefreshEarly(id string, h uint64, e *entry[V], now in
 }
 
 // refresh schedules one background refresh of id, unless one is already
-// queued or running in this process.
+// queued or running in this process, or another process was found
+// refreshing it less than LeaseWait ago.
 func (k *Keyspace[V]) refresh(id string, h uint64, early bool) {
-	if _, busy := k.refreshing.LoadOrStore(id, struct{}{}); busy {
-		return
+	const running = int64(math.MaxInt64)
+	if prev, busy := k.refreshing.LoadOrStore(id, running); busy {
+		if k.c.clk.Now() < prev.(int64) || !k.refreshing.CompareAndSwap(id, prev, running) {
+			return
+		}
 	}
 	ok := k.c.submit(func(ctx context.Context) {
-		defer k.refreshing.Delete(id)
-		k.runRefresh(ctx, id, h, early)
+		if k.runRefresh(ctx, id, h, early) {
+			// Someone else holds the lease: do not ask again at once.
+			k.refreshing.Store(id, k.c.clk.Now()+int64(k.cfg.LeaseWait))
+			return
+		}
+		k.refreshing.Delete(id)
 	})
 	if !ok {
 		k.refreshing.Delete(id)
@@ -99,15 +107,16 @@ func (k *Keyspace[V]) refresh(id string, h uint64, early bool) {
 }
 
 // runRefresh reloads id under its lease, so that one process refreshes and
-// a write racing the load voids the fill (as for a miss).
-func (k *Keyspace[V]) runRefresh(ctx context.Context, id string, h uint64, early bool) {
+// a write racing the load voids the fill (as for a miss). It reports whether
+// another process held the lease.
+func (k *Keyspace[V]) runRefresh(ctx context.Context, id string, h uint64, early bool) (leaseHeld bool) {
 	ctx, cancel := context.WithTimeout(ctx, k.cfg.LoadTimeout)
 	defer cancel()
 	tok := k.local.Token(h)
 	key, ver, err := k.keyOf(ctx, id)
 	if err != nil {
 		k.redisError("version", id, err)
-		return
+		return false
 	}
 	lease := leaseKey(key)
 	token := k.c.leaseToken()
@@ -116,17 +125,18 @@ func (k *Keyspace[V]) runRefresh(ctx context.Context, id string, h uint64, early
 	rcancel()
 	if err != nil {
 		k.redisError("lease", key, err)
-		return
+		return false
 	}
 	if !won[0] {
-		return // another process is loading it
+		return true // another process is loading it
 	}
 	if _, err := k.loadUnderLease(ctx, id, h, key, lease, token, ver, tok, nil); err != nil {
-		return
+		return false
 	}
 	if early {
 		k.st.earlyRefreshes.Add(1)
 	} else {
 		k.st.revalidations.Add(1)
 	}
+	return false
 }

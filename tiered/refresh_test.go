@@ -145,9 +145,13 @@ func peekLocal(k *Keyspace[user], id string) (user, bool) {
 // refreshIdle reports whether k has no background refresh queued or running.
 func refreshIdle(k *Keyspace[user]) bool {
 	idle := true
-	k.refreshing.Range(func(any, any) bool {
-		idle = false
-		return false
+	k.refreshing.Range(func(_, v any) bool {
+		// A deadline other than MaxInt64 only holds back the next
+		// attempt (another process held the lease): nothing is running.
+		if v.(int64) == math.MaxInt64 {
+			idle = false
+		}
+		return idle
 	})
 	return idle
 }

@@ -27,8 +27,8 @@ type Stats struct {
 	Deletes           uint64 // ids deleted by successful Deletes
 	GroupBumps        uint64 // successful InvalidateGroup calls
 	Evicted           uint64 // ids evicted on a peer's invalidation
-	EarlyRefreshes    uint64 // background refreshes started by an XFetch draw that completed
-	Revalidations     uint64 // background refreshes of stale values (stale-while-revalidate) that completed
+	EarlyRefreshes    uint64 // background refreshes started by an XFetch draw whose load succeeded (see FillsRefused for those a write voided)
+	Revalidations     uint64 // background refreshes of stale values (stale-while-revalidate) whose load succeeded
 	RefreshesDropped  uint64 // background refreshes dropped because the queue was full or the Client closing
 	StaleServed       uint64 // stale values served inside the StaleWhileRevalidate window or after a lease wait
 	StaleOnError      uint64 // stale values served because the Loader (and Redis) failed (StaleIfError)
