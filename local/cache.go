@@ -109,8 +109,9 @@ func (s *Stats) add(o *Stats) {
 	s.Refused += o.Refused
 }
 
-// item is what a shard stores under a hash. It is only read or written under
-// the shard's lock, which is what lets a store reuse it in place.
+// item is what a shard stores under a hash. It is immutable once stored: an
+// overwrite stores a new item. That is what lets Ref hand out a pointer to
+// the value that stays valid after the shard lock is released.
 type item[T any] struct {
 	key    string
 	val    T
@@ -229,6 +230,32 @@ func (c *Cache[T]) Get(h uint64, key string, now int64) (T, bool) {
 	return zero, false
 }
 
+// Ref is Get without the copy: it returns a pointer to the stored value, or
+// nil. Stored values are never modified in place (an overwrite stores a new
+// item), so the pointer stays valid and unchanged after the lock is
+// released; the caller must not modify what it points to. For large values
+// this saves copying them out of the shard and again to the caller.
+func (c *Cache[T]) Ref(h uint64, key string, now int64) *T {
+	sh := c.shard(h)
+	sh.mu.Lock()
+	it, ok := sh.s.Get(h)
+	switch {
+	case !ok:
+	case it.key != key:
+		sh.stats.Collisions++
+	case now >= it.expire:
+		sh.s.Remove(h)
+		sh.stats.Expired++
+	default:
+		sh.stats.Hits++
+		sh.mu.Unlock()
+		return &it.val
+	}
+	sh.stats.Misses++
+	sh.mu.Unlock()
+	return nil
+}
+
 // Token returns the current invalidation generation of h's shard. Take it
 // before starting to read a value from a slower tier, and pass it to
 // SetIfUnchanged.
@@ -286,12 +313,7 @@ func (c *Cache[T]) Replace(h uint64, key string, val T, expire int64, tok uint64
 
 // put stores under sh.mu, reusing the item already stored under h.
 func (sh *shard[T]) put(h uint64, key string, val T, expire int64) {
-	it, ok := sh.s.Peek(h)
-	if ok {
-		it.key, it.val, it.expire = key, val, expire
-	} else {
-		it = &item[T]{key: key, val: val, expire: expire}
-	}
+	it := &item[T]{key: key, val: val, expire: expire}
 	if sh.s.Add(h, it) {
 		sh.stats.Evictions++
 	}

@@ -413,8 +413,17 @@ func TestGetDoesNotAllocate(t *testing.T) {
 			if a := testing.AllocsPerRun(1000, func() { c.Get(h+1, "key", 0) }); a != 0 {
 				t.Errorf("Get miss: %v allocs/op, want 0", a)
 			}
-			if a := testing.AllocsPerRun(1000, func() { c.Set(h, "key", "value", never) }); a != 0 {
-				t.Errorf("Set overwrite: %v allocs/op, want 0", a)
+			if a := testing.AllocsPerRun(1000, func() {
+				if c.Ref(h, "key", 0) == nil {
+					t.Fatal("miss")
+				}
+			}); a != 0 {
+				t.Errorf("Ref hit: %v allocs/op, want 0", a)
+			}
+			// An overwrite stores a new immutable item (Ref's pointers stay
+			// valid): exactly one allocation.
+			if a := testing.AllocsPerRun(1000, func() { c.Set(h, "key", "value", never) }); a != 1 {
+				t.Errorf("Set overwrite: %v allocs/op, want 1", a)
 			}
 		})
 	}
@@ -525,5 +534,25 @@ func TestReplace(t *testing.T) {
 		if _, ok := c.Get(h, "k", 0); ok {
 			t.Fatalf("policy %d: Replace with a stale token left the old value", p)
 		}
+	}
+}
+
+func TestRefStaysValidAfterOverwrite(t *testing.T) {
+	c := New[string](Options{Capacity: 16, Shards: 1})
+	h := hashOf("k")
+	c.Set(h, "k", "old", never)
+	p := c.Ref(h, "k", 0)
+	if p == nil || *p != "old" {
+		t.Fatalf("Ref = %v", p)
+	}
+	c.Set(h, "k", "new", never)
+	if *p != "old" {
+		t.Fatalf("a held Ref changed under an overwrite: %q", *p)
+	}
+	if q := c.Ref(h, "k", 0); q == nil || *q != "new" {
+		t.Fatalf("Ref after overwrite = %v", q)
+	}
+	if c.Ref(h, "other", 0) != nil || c.Ref(h, "k", never) != nil {
+		t.Fatal("Ref returned a colliding or expired item")
 	}
 }

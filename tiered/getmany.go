@@ -43,7 +43,7 @@ func (k *Keyspace[V]) GetMany(ctx context.Context, ids []string) (map[string]V, 
 			done[id] = true
 		case st == hitFresh:
 			if now >= e.refreshAt {
-				k.maybeRefreshEarly(id, h, &e, now)
+				k.maybeRefreshEarly(id, h, e, now)
 			}
 			out[id] = e.val
 		default:

@@ -43,7 +43,6 @@ type entry[V any] struct {
 	refreshAt int64  // from then on a hit draws for an early refresh
 	expiry    int64  // the value's fresh-until in Redis (XFetch's expiry)
 	delta     int64  // how long its load took, ns (XFetch's delta)
-	staleEnd  int64  // served if the Loader fails until then (StaleIfError)
 	degraded  bool   // loaded while Redis was failing: served even with the bus down, briefly
 }
 
@@ -87,10 +86,10 @@ func (k *Keyspace[V]) Get(ctx context.Context, id string) (V, error) {
 	now := k.c.clk.Now()
 	e, st := k.lookup(h, id, now)
 	if st != hitFresh {
-		return k.miss(ctx, id, h, k.fallback(&e, st, now))
+		return k.miss(ctx, id, h, k.fallback(e, st, now))
 	}
 	if now >= e.refreshAt {
-		k.maybeRefreshEarly(id, h, &e, now)
+		k.maybeRefreshEarly(id, h, e, now)
 	}
 	if e.neg {
 		k.st.negativeHits.Add(1)
@@ -108,15 +107,16 @@ const (
 	hitStale               // past fresh: usable only if the Loader fails
 )
 
-// lookup is the hit path: one clock load, one shard lock, no allocation.
-func (k *Keyspace[V]) lookup(h uint64, id string, now int64) (entry[V], lookupState) {
+// lookup is the hit path: one clock load, one shard lock, no allocation,
+// no copy of the entry (it is immutable once stored).
+func (k *Keyspace[V]) lookup(h uint64, id string, now int64) (*entry[V], lookupState) {
 	// While the bus is not known to be healthy, entries may have missed
 	// invalidations: only those loaded from the source during the outage
 	// are served (briefly), the rest are stale-if-error fallbacks at most.
 	busOK := now < k.c.serveUntil.Load()
-	e, ok := k.local.Get(h, id, now)
-	if !ok {
-		return e, lookupMiss
+	e := k.local.Ref(h, id, now)
+	if e == nil {
+		return nil, lookupMiss
 	}
 	if k.cfg.Group != nil {
 		if ver, known := k.vers.get(k.cfg.Group(id), now); !known || ver != e.ver {
@@ -134,7 +134,10 @@ func (k *Keyspace[V]) lookup(h uint64, id string, now int64) (entry[V], lookupSt
 
 // fallback returns the stale value a miss may serve if loading fails.
 func (k *Keyspace[V]) fallback(e *entry[V], st lookupState, now int64) *loaded[V] {
-	if st != hitStale || now >= e.staleEnd {
+	if e == nil {
+		return nil
+	}
+	if st != hitStale || now >= k.staleEnd(e) {
 		return nil
 	}
 	return &loaded[V]{val: e.val, neg: e.neg}
@@ -275,7 +278,7 @@ func (k *Keyspace[V]) fillLocal(id string, h uint64, ver uint64, l loaded[V], fr
 		return
 	}
 	e := k.newEntry(l, ver, now, remain, time.Duration(deltaMs)*time.Millisecond)
-	if !k.local.SetIfUnchanged(h, id, e, max(e.fresh, e.staleEnd), tok) {
+	if !k.local.SetIfUnchanged(h, id, e, max(e.fresh, k.staleEnd(&e)), tok) {
 		k.st.localFillsSkipped.Add(1)
 	}
 }
@@ -286,14 +289,19 @@ func (k *Keyspace[V]) newEntry(l loaded[V], ver uint64, now int64, remain, delta
 	e := entry[V]{val: l.val, neg: l.neg, ver: ver, expiry: now + int64(remain), delta: int64(delta)}
 	e.fresh = now + int64(min(k.cfg.LocalTTL, remain))
 	e.refreshAt = math.MaxInt64
-	e.staleEnd = e.fresh
 	if !l.neg {
 		e.refreshAt = refreshFrom(e.expiry, e.delta, k.cfg.EarlyRefreshBeta)
-		if k.cfg.StaleIfError > 0 {
-			e.staleEnd = e.expiry + int64(k.cfg.StaleIfError)
-		}
 	}
 	return e
+}
+
+// staleEnd is until when an entry may be served if the Loader fails
+// (StaleIfError past its expiry; never for negative or degraded entries).
+func (k *Keyspace[V]) staleEnd(e *entry[V]) int64 {
+	if k.cfg.StaleIfError <= 0 || e.neg || e.degraded {
+		return e.fresh
+	}
+	return e.expiry + int64(k.cfg.StaleIfError)
 }
 
 // loadLeased takes the key's lease (or finds the value filled meanwhile).
@@ -443,7 +451,7 @@ func (k *Keyspace[V]) fillDegraded(id string, h uint64, l loaded[V], tok uint64)
 	now := k.c.clk.Precise()
 	ttl := min(k.cfg.DegradedLocalTTL, k.cfg.LocalTTL)
 	e := entry[V]{val: l.val, neg: l.neg, fresh: now + int64(ttl), refreshAt: math.MaxInt64, degraded: true}
-	e.expiry, e.staleEnd = e.fresh, e.fresh
+	e.expiry = e.fresh
 	if k.cfg.Group != nil {
 		if v, ok := k.vers.get(k.cfg.Group(id), now); ok {
 			e.ver = v

@@ -58,7 +58,7 @@ func (k *Keyspace[V]) Set(ctx context.Context, id string, v V) error {
 	// Store locally only if nothing touched the shard since before the
 	// Redis write; otherwise a concurrent write may be newer than ours.
 	e := k.newEntry(loaded[V]{val: v}, ver, k.c.clk.Precise(), ttl, 0)
-	if !k.local.Replace(h, id, e, max(e.fresh, e.staleEnd), tok) {
+	if !k.local.Replace(h, id, e, max(e.fresh, k.staleEnd(&e)), tok) {
 		k.st.localFillsSkipped.Add(1)
 	}
 	return nil
