@@ -27,6 +27,11 @@ func NewStore(rdb redis.UniversalClient, g Guard) *Store {
 	return &Store{rdb: rdb, g: g, ctxDeadlines: honoursDeadlines(rdb)}
 }
 
+// HonoursDeadlines reports whether the client enforces context deadlines by
+// itself (go-redis's ContextTimeoutEnabled); when it does not, every call
+// runs on a goroutine of its own so that deadlines still hold.
+func (s *Store) HonoursDeadlines() bool { return s.ctxDeadlines }
+
 // Redis returns the client the store uses.
 func (s *Store) Redis() redis.UniversalClient { return s.rdb }
 

@@ -37,7 +37,8 @@ type Client struct {
 	cancel context.CancelFunc
 	closed atomic.Bool
 	close  sync.Once
-	bg     sync.WaitGroup // background work (refreshes, waits) started by keyspaces
+	bgMu   sync.Mutex     // orders spawn against Close
+	bg     sync.WaitGroup // everything spawned: refresh workers, loads, replays
 
 	mu     sync.RWMutex
 	spaces map[string]space
@@ -90,6 +91,10 @@ func NewClient(opts Options) (*Client, error) {
 	c.warn = c.log.WithOptions(zap.WrapCore(func(core zapcore.Core) zapcore.Core {
 		return zapcore.NewSamplerWithOptions(core, time.Second, 1, 0)
 	}))
+	if !c.store.HonoursDeadlines() {
+		c.log.Info("the go-redis client ignores context deadlines (ContextTimeoutEnabled is off): " +
+			"ReadTimeout and WriteTimeout are enforced with a goroutine per Redis call; enable it for the fastest Redis path")
+	}
 	c.startRefreshers()
 	c.bus = invalidation.NewBus(opts.Redis, opts.Channel, node, busHandler{c}, invalidation.BusOptions{PingEvery: opts.BusTimeout / 4})
 	return c, nil
@@ -100,7 +105,9 @@ func NewClient(opts Options) (*Client, error) {
 // ErrClosed; Close is idempotent and safe to call concurrently.
 func (c *Client) Close() error {
 	c.close.Do(func() {
+		c.bgMu.Lock()
 		c.closed.Store(true)
+		c.bgMu.Unlock()
 		c.serveUntil.Store(0)
 		c.cancel()
 		c.bus.Close()
@@ -213,19 +220,30 @@ func (h busHandler) Subscribed(first bool) {
 	h.c.loadScripts()
 }
 
-func (c *Client) loadScripts() {
+// spawn runs f on a goroutine that Close waits for, unless the Client is
+// closing; it reports whether f was started.
+func (c *Client) spawn(f func()) bool {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
 	if c.closed.Load() {
-		return
+		return false
 	}
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
+		f()
+	}()
+	return true
+}
+
+func (c *Client) loadScripts() {
+	c.spawn(func() {
 		ctx, cancel := context.WithTimeout(c.ctx, c.opts.WriteTimeout)
 		defer cancel()
 		if err := c.store.LoadScripts(ctx); err != nil {
 			c.log.Debug("loading scripts failed; they load on first use", zap.Error(err))
 		}
-	}()
+	})
 }
 
 func (h busHandler) Alive() {

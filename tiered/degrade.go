@@ -157,9 +157,7 @@ func (c *Client) startReplay() {
 	q.running = true
 	q.mu.Unlock()
 
-	c.bg.Add(1)
-	go func() {
-		defer c.bg.Done()
+	started := c.spawn(func() {
 		backoff := 50 * time.Millisecond
 		for {
 			q.mu.Lock()
@@ -183,7 +181,12 @@ func (c *Client) startReplay() {
 			}
 			backoff = min(2*backoff, 5*time.Second)
 		}
-	}()
+	})
+	if !started {
+		q.mu.Lock()
+		q.running = false
+		q.mu.Unlock()
+	}
 }
 
 func (c *Client) replayOnce(ids, groups map[string]map[string]struct{}, overflow map[string]bool) {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"go.uber.org/zap"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/tiercache/tiercache/keys"
 	"github.com/tiercache/tiercache/local"
@@ -25,7 +24,7 @@ type Keyspace[V any] struct {
 	cfg        Config[V]
 	local      *local.Cache[entry[V]]
 	hash       func(string) uint64
-	sf         singleflight.Group
+	fl         flights[V]
 	vers       versions
 	refreshing sync.Map // ids with a background refresh queued or running
 	ep         epoch
@@ -148,9 +147,10 @@ type loaded[V any] struct {
 	neg bool
 }
 
-// miss coalesces concurrent misses of one id in this process into one fetch
-// that runs on its own context (bounded by LoadTimeout), so a caller giving
-// up does not fail the others.
+// miss coalesces concurrent misses of one id in this process. The leader
+// reads Redis on its own goroutine; a load, if needed, runs on a goroutine
+// and a context of its own (bounded by LoadTimeout), so a caller giving up
+// does not fail the others and no caller waits past its context.
 func (k *Keyspace[V]) miss(ctx context.Context, id string, h uint64, stale *loaded[V]) (V, error) {
 	var zero V
 	if k.c.closed.Load() {
@@ -159,67 +159,94 @@ func (k *Keyspace[V]) miss(ctx context.Context, id string, h uint64, stale *load
 	if err := ctx.Err(); err != nil {
 		return zero, &OpError{Op: "get", Key: keys.Key(k.cfg.Name, id), Err: err}
 	}
-	ch := k.sf.DoChan(id, func() (v any, err error) {
-		lctx, cancel := k.c.loadCtx(ctx, k.cfg.LoadTimeout)
-		defer cancel()
-		return k.fetch(lctx, id, h, stale)
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return zero, r.Err
+	f, leader := k.fl.join(id)
+	if leader {
+		r := k.readRedis(ctx, id, h)
+		if r.err == nil && (r.state == redisFresh || r.state == redisRevalidate) {
+			k.st.redisHits.Add(1)
+			k.fl.land(id, f, r.l, nil)
+		} else {
+			started := k.c.spawn(func() {
+				lctx, cancel := k.c.loadCtx(ctx, k.cfg.LoadTimeout)
+				defer cancel()
+				l, err := k.fetch(lctx, id, h, stale, &r)
+				k.fl.land(id, f, l, err)
+			})
+			if !started {
+				k.fl.land(id, f, loaded[V]{}, ErrClosed)
+			}
 		}
-		l := r.Val.(loaded[V])
-		if l.neg {
+	}
+	select {
+	case <-f.done:
+		if f.err != nil {
+			return zero, f.err
+		}
+		if f.l.neg {
 			return zero, ErrNotFound
 		}
-		return l.val, nil
+		return f.l.val, nil
 	case <-ctx.Done():
 		return zero, &OpError{Op: "get", Key: keys.Key(k.cfg.Name, id), Err: ctx.Err()}
 	}
 }
 
-// fetch reads id from Redis and, on a miss, loads it under a lease. stale is
-// what may be served if loading fails (StaleIfError), or nil.
-func (k *Keyspace[V]) fetch(ctx context.Context, id string, h uint64, stale *loaded[V]) (loaded[V], error) {
-	tok := k.local.Token(h)
-	key, ver, err := k.keyOf(ctx, id)
-	if err != nil {
-		k.redisError("version", keys.Key(k.cfg.Name, id), err)
-		return k.loadOrStale(ctx, id, h, tok, stale, true)
+// redisRead is what one read of id's key in Redis found.
+type redisRead[V any] struct {
+	tok   uint64 // local generation taken before the read
+	key   string
+	ver   uint64
+	err   error // Redis failed (or the key could not be built)
+	found bool
+	state redisState
+	l     loaded[V]
+	fb    *loaded[V] // a stale value StaleIfError may serve
+}
+
+// readRedis reads id's value from Redis, filling the local tier when it is
+// fresh.
+func (k *Keyspace[V]) readRedis(ctx context.Context, id string, h uint64) (r redisRead[V]) {
+	r.tok = k.local.Token(h)
+	r.key, r.ver, r.err = k.keyOf(ctx, id)
+	if r.err != nil {
+		return r
 	}
 	rctx, cancel := k.c.redisCtx(ctx, k.c.opts.ReadTimeout)
-	b, found, err := k.c.store.Get(rctx, key)
+	b, found, err := k.c.store.Get(rctx, r.key)
 	cancel()
-	if err != nil {
-		k.redisError("get", key, err)
-		return k.loadOrStale(ctx, id, h, tok, stale, true)
+	r.err, r.found = err, found
+	if err == nil && found {
+		r.l, r.state, r.fb = k.accept(id, h, r.key, r.ver, b, r.tok)
 	}
-	corrupt := false
-	if found {
-		l, state, fb := k.accept(id, h, key, ver, b, tok)
-		switch state {
-		case redisFresh:
+	return r
+}
+
+// fetch goes on from a Redis read that found no fresh value: on a miss it
+// loads under a lease; when Redis failed it loads directly. stale is what
+// may be served if loading fails (StaleIfError), or nil.
+func (k *Keyspace[V]) fetch(ctx context.Context, id string, h uint64, stale *loaded[V], r *redisRead[V]) (loaded[V], error) {
+	if r.err != nil && errors.Is(r.err, context.Canceled) {
+		// The leader's caller gave up during its read: read again, on the
+		// shared context, for the others.
+		*r = k.readRedis(ctx, id, h)
+		if r.err == nil && (r.state == redisFresh || r.state == redisRevalidate) {
 			k.st.redisHits.Add(1)
-			return l, nil
-		case redisRevalidate:
-			k.st.redisHits.Add(1)
-			return l, nil
-		case redisCorrupt:
-			corrupt = true
-		default:
-			k.st.redisMisses.Add(1)
-			if fb != nil {
-				stale = fb
-			}
+			return r.l, nil
 		}
-	} else {
-		k.st.redisMisses.Add(1)
+	}
+	if r.err != nil {
+		k.redisError("get", r.key, r.err)
+		return k.loadOrStale(ctx, id, h, r.tok, stale, true)
+	}
+	key, ver, tok := r.key, r.ver, r.tok
+	k.st.redisMisses.Add(1)
+	if r.fb != nil {
+		stale = r.fb
 	}
 	if k.cfg.Loader == nil {
 		return loaded[V]{}, ErrNotFound
 	}
-	if corrupt || k.cfg.DisableLeases {
+	if (r.found && r.state == redisCorrupt) || k.cfg.DisableLeases {
 		return k.loadAndFill(ctx, id, h, key, ver, tok, stale)
 	}
 	return k.loadLeased(ctx, id, h, key, ver, tok, stale)

@@ -14,9 +14,7 @@ import (
 func (c *Client) startRefreshers() {
 	c.refreshQ = make(chan func(context.Context), c.opts.RefreshQueue)
 	for i := 0; i < c.opts.RefreshWorkers; i++ {
-		c.bg.Add(1)
-		go func() {
-			defer c.bg.Done()
+		c.spawn(func() {
 			for {
 				select {
 				case <-c.ctx.Done():
@@ -25,7 +23,7 @@ func (c *Client) startRefreshers() {
 					job(c.ctx)
 				}
 			}
-		}()
+		})
 	}
 }
 

@@ -1,0 +1,43 @@
+package tiered
+
+import "sync"
+
+// flights coalesces concurrent misses of one id in one process. Unlike
+// x/sync's singleflight.DoChan, the leader does the first step, the Redis
+// read, on its own goroutine: a Redis hit costs no goroutine hand-off, which
+// on a busy machine is tens of microseconds. Only a load is handed to a
+// goroutine of its own, so that no caller waits for it past its context.
+type flights[V any] struct {
+	mu sync.Mutex
+	m  map[string]*flight[V]
+}
+
+type flight[V any] struct {
+	done chan struct{}
+	l    loaded[V]
+	err  error
+}
+
+// join returns the flight for id and whether the caller leads it.
+func (fs *flights[V]) join(id string) (*flight[V], bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if f, ok := fs.m[id]; ok {
+		return f, false
+	}
+	if fs.m == nil {
+		fs.m = make(map[string]*flight[V])
+	}
+	f := &flight[V]{done: make(chan struct{})}
+	fs.m[id] = f
+	return f, true
+}
+
+// land ends the flight with its result and wakes every follower.
+func (fs *flights[V]) land(id string, f *flight[V], l loaded[V], err error) {
+	fs.mu.Lock()
+	delete(fs.m, id)
+	fs.mu.Unlock()
+	f.l, f.err = l, err
+	close(f.done)
+}
