@@ -9,7 +9,6 @@ require (
 	github.com/redis/go-redis/v9 v9.18.0
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
-	golang.org/x/sync v0.10.0
 )
 
 require (
