@@ -190,11 +190,16 @@ func BenchmarkLocalHit(b *testing.B) {
 					u, _ := f.ks.Get(ctx, id)
 					return u.ID
 				})
-				after := f.ks.Stats()
-				// A miss here would be a Redis round trip: the row would
-				// not measure local hits.
-				if miss := after.LocalMisses - before.LocalMisses; miss > uint64(b.N)/1000 {
-					b.Fatalf("%d local misses in %d reads", miss, b.N)
+				b.StopTimer()
+				// A local miss is a Redis round trip, so this row only
+				// measures local hits if local-miss/op is 0. The fixture
+				// checked that every key is local; misses here mean the
+				// bus stopped proving it was alive for BusTimeout (an
+				// overloaded machine), and they slow tiercache's row.
+				miss := float64(f.ks.Stats().LocalMisses-before.LocalMisses) / float64(b.N)
+				b.ReportMetric(miss, "local-miss/op")
+				if miss > 0.001 {
+					b.Logf("%.2f%% of reads missed locally: the bus was not Ready", 100*miss)
 				}
 			})
 			b.Run(pre+"golang-lru", func(b *testing.B) {

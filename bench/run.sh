@@ -29,15 +29,16 @@ trap 'rm -rf "$(dirname "$bin")"' EXIT
 go test -c -o "$bin" .
 
 : >"$out"
+failed=0 # a failing benchmark fails the script, after the tables are written
 for ((i = 1; i <= count; i++)); do
 	echo "round $i of $count" >&2
 	# Memory fills 1M entries per report: once is enough (-benchtime 1x).
 	"$bin" -test.run '^$' -test.bench "$bench" -test.benchmem \
 		-test.benchtime "$benchtime" -test.timeout 30m \
-		-test.skip '^BenchmarkMemory$' | tee -a "$out"
+		-test.skip '^BenchmarkMemory$' | tee -a "$out" || failed=1
 	if [[ "BenchmarkMemory" =~ $bench ]]; then
 		"$bin" -test.run '^$' -test.bench '^BenchmarkMemory$' \
-			-test.benchtime 1x -test.timeout 30m | tee -a "$out"
+			-test.benchtime 1x -test.timeout 30m | tee -a "$out" || failed=1
 	fi
 done
 
@@ -51,4 +52,8 @@ if go run golang.org/x/perf/cmd/benchstat@latest "$out" >results/benchstat.txt 2
 	rm -f results/benchstat.err
 else
 	echo "benchstat unavailable (see results/benchstat.err); raw results in $out" >&2
+fi
+if ((failed)); then
+	echo "some benchmarks FAILED: see $out" >&2
+	exit 1
 fi
