@@ -2,6 +2,9 @@ package tiered
 
 import (
 	"context"
+	"sort"
+	"strconv"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 	"testing"
@@ -86,4 +89,108 @@ func BenchmarkRedisHit(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkPropagation measures, per write, the time from Set returning in
+// Client A to the old value being gone from Client B's local tier
+// (loopback, separate connections). It reports p50, p99 and max.
+func BenchmarkPropagation(b *testing.B) {
+	srv := redistest.Start(b)
+	a, c := newClient(b, srv), newClient(b, srv)
+	waitReady(b, a, c)
+	ka, err := NewKeyspace(a, Config[benchUser]{Name: "prop", LocalTTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	kb, _ := NewKeyspace(c, Config[benchUser]{Name: "prop", LocalTTL: time.Hour})
+	ctx := context.Background()
+	h := kb.hash("k")
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		if err := ka.Set(ctx, "k", benchUser{ID: int64(i)}); err != nil {
+			b.Fatal(err)
+		}
+		// B caches the current value, then A overwrites it.
+		for kb.local.Ref(h, "k", c.clk.Now()) == nil {
+			if _, err := kb.Get(ctx, "k"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		if err := ka.Set(ctx, "k", benchUser{ID: int64(i) + 1}); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		deadline := start.Add(5 * time.Second)
+		for kb.local.Ref(h, "k", c.clk.Now()) != nil {
+			if time.Now().After(deadline) {
+				b.Fatal("B never evicted the old value")
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
+}
+
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+	b.ReportMetric(us(lat[len(lat)/2]), "p50-µs")
+	b.ReportMetric(us(lat[len(lat)*99/100]), "p99-µs")
+	b.ReportMetric(us(lat[len(lat)-1]), "max-µs")
+}
+
+// BenchmarkInvalidationThroughput measures how many invalidated keys per
+// second one receiving Client applies while two peers delete batches of
+// 100 ids flat out; it fails if the receiver fell behind silently (it must
+// either keep up or be disconnected and resubscribe, which flushes).
+func BenchmarkInvalidationThroughput(b *testing.B) {
+	srv := redistest.Start(b)
+	w1, w2, r := newClient(b, srv), newClient(b, srv), newClient(b, srv)
+	waitReady(b, w1, w2, r)
+	cfg := Config[benchUser]{Name: "tp"}
+	k1, _ := NewKeyspace(w1, cfg)
+	k2, _ := NewKeyspace(w2, cfg)
+	kr, _ := NewKeyspace(r, cfg)
+	ids := make([]string, 100)
+	for i := range ids {
+		ids[i] = "id-" + strconv.Itoa(i)
+	}
+	ctx := context.Background()
+	before := kr.Stats().Evicted
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, k := range []*Keyspace[benchUser]{k1, k2} {
+		k := k
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < b.N; i++ {
+				if err := k.Delete(ctx, ids...); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	want := uint64(2 * b.N * len(ids))
+	deadline := time.Now().Add(30 * time.Second)
+	for kr.Stats().Evicted-before < want && r.Stats().Resubscriptions == 0 {
+		if time.Now().After(deadline) {
+			b.Fatalf("receiver applied %d of %d keys and was not disconnected: it fell behind silently", kr.Stats().Evicted-before, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(kr.Stats().Evicted-before)/elapsed.Seconds(), "keys/s")
+	b.ReportMetric(float64(r.Stats().Resubscriptions), "resubscriptions")
 }
