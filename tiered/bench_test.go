@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 	"testing"
@@ -193,4 +194,160 @@ func BenchmarkInvalidationThroughput(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(kr.Stats().Evicted-before)/elapsed.Seconds(), "keys/s")
 	b.ReportMetric(float64(r.Stats().Resubscriptions), "resubscriptions")
+}
+
+// BenchmarkHerd: 1,000 concurrent cold Gets of one key across 4 Clients,
+// loader 50ms, with leases (the default) and without. Reports loader calls
+// per herd and the p99 latency of a Get.
+func BenchmarkHerd(b *testing.B) {
+	for _, leases := range []bool{true, false} {
+		name := "leases"
+		if !leases {
+			name = "no-leases"
+		}
+		b.Run(name, func(b *testing.B) {
+			srv := redistest.Start(b)
+			var loads atomic.Int64
+			loader := func(ctx context.Context, id string) (benchUser, error) {
+				loads.Add(1)
+				time.Sleep(50 * time.Millisecond) // the query's cost
+				return benchUser{Name: id}, nil
+			}
+			var ks []*Keyspace[benchUser]
+			for i := 0; i < 4; i++ {
+				c := newClient(b, srv)
+				waitReady(b, c)
+				k, _ := NewKeyspace(c, Config[benchUser]{Name: "herd", Loader: loader, DisableLeases: !leases})
+				ks = append(ks, k)
+			}
+			var lat []time.Duration
+			var mu sync.Mutex
+			loads.Store(0)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				id := "hot-" + strconv.Itoa(i)
+				start := make(chan struct{})
+				var wg sync.WaitGroup
+				for g := 0; g < 1000; g++ {
+					k := ks[g%4]
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						<-start
+						t0 := time.Now()
+						if _, err := k.Get(context.Background(), id); err != nil {
+							b.Error(err)
+						}
+						d := time.Since(t0)
+						mu.Lock()
+						lat = append(lat, d)
+						mu.Unlock()
+					}()
+				}
+				close(start)
+				wg.Wait()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(loads.Load())/float64(b.N), "loads/herd")
+			reportPercentiles(b, lat)
+		})
+	}
+}
+
+// BenchmarkHotKeyExpiry: one hot key with a 1s TTL read by 8 goroutines for
+// the benchmark's duration, early refresh on (XFetch) and off. Reports
+// loader calls per second and the p99 latency of a Get: without early
+// refresh every expiry stalls the readers behind a load.
+func BenchmarkHotKeyExpiry(b *testing.B) {
+	for _, beta := range []float64{1, NoEarlyRefresh} {
+		name := "early-refresh"
+		if beta < 0 {
+			name = "no-early-refresh"
+		}
+		b.Run(name, func(b *testing.B) {
+			srv := redistest.Start(b)
+			c := newClient(b, srv)
+			waitReady(b, c)
+			var loads atomic.Int64
+			k, _ := NewKeyspace(c, Config[benchUser]{
+				Name: "hot", TTL: time.Second, TTLJitter: -1, EarlyRefreshBeta: beta,
+				Loader: func(ctx context.Context, id string) (benchUser, error) {
+					loads.Add(1)
+					time.Sleep(20 * time.Millisecond)
+					return benchUser{Name: id}, nil
+				},
+			})
+			var lat []time.Duration
+			var mu sync.Mutex
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			per := b.N/8 + 1
+			for g := 0; g < 8; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					local := make([]time.Duration, 0, per)
+					for i := 0; i < per; i++ {
+						t0 := time.Now()
+						if _, err := k.Get(context.Background(), "k"); err != nil {
+							b.Error(err)
+						}
+						local = append(local, time.Since(t0))
+						time.Sleep(100 * time.Microsecond) // a request's other work
+					}
+					mu.Lock()
+					lat = append(lat, local...)
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(loads.Load())/time.Since(start).Seconds(), "loads/s")
+			reportPercentiles(b, lat)
+		})
+	}
+}
+
+// BenchmarkRedisDown: Get with a Loader while Redis is down (killed),
+// before the breaker opens (each call waits for a connection error) and
+// after; beside calling the loader directly.
+func BenchmarkRedisDown(b *testing.B) {
+	loader := func(ctx context.Context, id string) (benchUser, error) { return benchUser{Name: id}, nil }
+	b.Run("loader-direct", func(b *testing.B) {
+		var lat []time.Duration
+		for i := 0; i < b.N; i++ {
+			t0 := time.Now()
+			_, _ = loader(context.Background(), "k")
+			lat = append(lat, time.Since(t0))
+		}
+		reportPercentiles(b, lat)
+	})
+	for _, open := range []bool{false, true} {
+		name := "breaker-closed"
+		if open {
+			name = "breaker-open"
+		}
+		b.Run(name, func(b *testing.B) {
+			srv := redistest.Start(b)
+			c := newClient(b, srv, func(o *Options) { o.BreakerFailures = 1 << 30; o.BreakerOpenFor = time.Hour })
+			if open {
+				c = newClient(b, srv, func(o *Options) { o.BreakerFailures = 1; o.BreakerOpenFor = time.Hour })
+			}
+			k, _ := NewKeyspace(c, Config[benchUser]{Name: "down", Loader: loader, DegradedLocalTTL: -1})
+			srv.Kill(b)
+			_, _ = k.Get(context.Background(), "warm") // opens the breaker in the "open" case
+			var lat []time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				if _, err := k.Get(context.Background(), "k"); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			b.StopTimer()
+			reportPercentiles(b, lat)
+		})
+	}
 }
