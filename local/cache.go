@@ -208,24 +208,9 @@ func (c *Cache[T]) shard(h uint64) *shard[T] {
 // miss (the item stays: it is valid for its own key). An expired item is
 // removed. Get takes one shard lock and does not allocate.
 func (c *Cache[T]) Get(h uint64, key string, now int64) (T, bool) {
-	sh := c.shard(h)
-	sh.mu.Lock()
-	it, ok := sh.s.Get(h)
-	switch {
-	case !ok:
-	case it.key != key:
-		sh.stats.Collisions++
-	case now >= it.expire:
-		sh.s.Remove(h)
-		sh.stats.Expired++
-	default:
-		v := it.val
-		sh.stats.Hits++
-		sh.mu.Unlock()
-		return v, true
+	if p := c.Ref(h, key, now); p != nil {
+		return *p, true
 	}
-	sh.stats.Misses++
-	sh.mu.Unlock()
 	var zero T
 	return zero, false
 }
