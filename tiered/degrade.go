@@ -49,6 +49,7 @@ type replayQueue struct {
 }
 
 func (c *Client) queueKeys(ks string, ids []string, cause error) {
+	defer c.scheduleReplay()
 	q := &c.replay
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -79,6 +80,7 @@ func (c *Client) queueKeys(ks string, ids []string, cause error) {
 }
 
 func (c *Client) queueGroup(ks, group string, cause error) {
+	defer c.scheduleReplay()
 	q := &c.replay
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -107,6 +109,7 @@ func (c *Client) queueGroup(ks, group string, cause error) {
 }
 
 func (c *Client) queueOverflow(ks string) {
+	defer c.scheduleReplay()
 	c.replay.mu.Lock()
 	defer c.replay.mu.Unlock()
 	c.replay.overflowLocked(ks)
@@ -143,11 +146,23 @@ func (c *Client) resetAll() {
 	c.flushes.Add(1)
 }
 
-// startReplay replays the queue in the background, one replay at a time.
+// scheduleReplay starts a replay that first waits a little: Redis has just
+// failed a write, and a blip (a pause, one timeout) may leave neither a
+// breaker transition nor a resubscription behind to start one.
+func (c *Client) scheduleReplay() { c.replayAfter(replayFirstWait) }
+
+// replayFirstWait is how long a replay started by a failed write waits
+// before its first attempt.
+const replayFirstWait = 100 * time.Millisecond
+
+// startReplay replays the queue at once (Redis is known to be back).
+func (c *Client) startReplay() { c.replayAfter(0) }
+
+// replayAfter replays the queue in the background, one replay at a time.
 // What fails goes back into the queue, and the replay tries again with a
 // backoff (its calls are also what probes an open breaker) until the queue
 // is empty or the Client closes.
-func (c *Client) startReplay() {
+func (c *Client) replayAfter(first time.Duration) {
 	q := &c.replay
 	q.mu.Lock()
 	if q.running || q.n == 0 && len(q.overflow) == 0 || c.closed.Load() {
@@ -158,6 +173,12 @@ func (c *Client) startReplay() {
 	q.mu.Unlock()
 
 	started := c.spawn(func() {
+		if first > 0 && wait(c.ctx, first) != nil {
+			q.mu.Lock()
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
 		backoff := 50 * time.Millisecond
 		for {
 			q.mu.Lock()
