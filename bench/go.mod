@@ -5,6 +5,7 @@ go 1.25.0
 replace github.com/tiercache/tiercache => ../
 
 require (
+	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/go-redis/cache/v9 v9.0.0
 	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/maypok86/otter/v2 v2.4.0
@@ -14,7 +15,6 @@ require (
 )
 
 require (
-	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f // indirect
 	github.com/klauspost/compress v1.13.6 // indirect
 	github.com/vmihailenco/go-tinylfu v0.2.2 // indirect

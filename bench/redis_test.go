@@ -94,9 +94,12 @@ func (s *redisServer) stop() {
 }
 
 // newRedis returns a go-redis client of its own (its own connection pool),
-// closed with the fixtures.
+// closed with the fixtures. Every client honours context deadlines
+// (ContextTimeoutEnabled), as tiercache's README recommends: without it,
+// tiercache runs each Redis call on an extra goroutine to enforce its
+// timeouts. The peers get the same option, so every row uses the same client.
 func newRedis() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: redisAddr})
+	c := redis.NewClient(&redis.Options{Addr: redisAddr, ContextTimeoutEnabled: true})
 	onClose(func() { c.Close() })
 	return c
 }

@@ -6,7 +6,7 @@
 # Each round is a fresh process running every benchmark once, so a machine
 # that slows down for a while hurts one round of every row instead of every
 # round of a few rows (go test -count N runs one benchmark N times in a row).
-# One round takes about 2 minutes on 2 cores, most of it warming caches.
+# One round takes about 2 minutes on 2 cores, much of it warming caches.
 #
 # Environment: BENCHTIME (default 500ms) for the timed scenarios; BENCH, a
 # regexp of the benchmarks to run (default: all).
