@@ -26,6 +26,9 @@ func (k *Keyspace[V]) GetMany(ctx context.Context, ids []string) (map[string]V, 
 	out := make(map[string]V, len(ids))
 	var miss []string
 	var hs []uint64
+	if len(ids) > 1 {
+		miss, hs = make([]string, 0, len(ids)), make([]uint64, 0, len(ids))
+	}
 	var done map[string]bool // ids answered "not found" or queued as misses
 	now := k.c.clk.Now()
 	for _, id := range ids {
@@ -33,7 +36,7 @@ func (k *Keyspace[V]) GetMany(ctx context.Context, ids []string) (map[string]V, 
 			continue
 		}
 		if done == nil {
-			done = make(map[string]bool)
+			done = make(map[string]bool, len(ids))
 		}
 		h := k.hash(id)
 		e, st := k.lookup(h, id, now)
