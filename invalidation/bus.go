@@ -130,6 +130,9 @@ func (b *Bus) run() {
 			return
 		}
 		b.downs.Add(1)
+		if cc, ok := b.rdb.(*redis.ClusterClient); ok {
+			cc.ReloadState(b.ctx) // the channel's master may have failed over (go-redis #3979)
+		}
 		b.h.Down(err)
 		backoff = nextBackoff(backoff)
 		t := time.NewTimer(backoff)

@@ -37,10 +37,25 @@ func guarded[T any](s *Store, ctx context.Context, f func() (T, error)) (T, erro
 	} else {
 		v, err = withDeadline(ctx, f)
 	}
+	failed := IsFailure(err)
 	if s.g != nil {
-		s.g.Done(IsFailure(err))
+		s.g.Done(failed)
+	}
+	if failed {
+		reloadTopology(s.rdb)
 	}
 	return v, err
+}
+
+// reloadTopology asks a Cluster client to re-read the slot map after a
+// failure: go-redis does so on MOVED but not on a refused connection, and
+// would keep dialling a dead master until its periodic reload (10s; 60s
+// from v9.22), go-redis issue #3979. The reload is asynchronous and
+// coalesced by go-redis.
+func reloadTopology(rdb redis.UniversalClient) {
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		cc.ReloadState(context.Background())
+	}
 }
 
 func guardedErr(s *Store, ctx context.Context, f func() error) error {

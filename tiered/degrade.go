@@ -200,7 +200,9 @@ func (c *Client) replayAfter(first time.Duration) {
 				q.mu.Unlock()
 				return
 			}
-			backoff = min(2*backoff, 5*time.Second)
+			// Never wait longer than the breaker would: a replay that lands
+			// late leaves peers reading the value it should remove.
+			backoff = min(2*backoff, c.opts.BreakerOpenFor)
 		}
 	})
 	if !started {
