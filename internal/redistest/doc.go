@@ -15,7 +15,12 @@
 // StartE does the same for a TestMain or a helper process, whose caller must
 // Close it.
 //
-// A missing redis-server is a test failure, never a skip: a suite that skips
+// StartCluster builds a 3-master, 3-replica Redis Cluster (redis-server
+// --cluster-enabled, redis-cli --cluster create) and StartSentinel one master,
+// one replica and three sentinels; both can kill a master and wait for the
+// failover, so the library's guarantees are tested where users run it.
+//
+// A missing redis-server (or redis-cli, for a cluster) is a test failure, never a skip: a suite that skips
 // its Redis tests looks green while testing nothing.
 //
 // On Linux a server also receives SIGKILL when the test binary dies without
