@@ -75,6 +75,8 @@ import (
 var (
 	soakDuration = flag.Duration("soak.duration", 15*time.Second,
 		"how long TestSoak's workload runs under faults (a long soak: -soak.duration 5m)")
+	soakFaultsOn = flag.Bool("soak.faults", true,
+		"inject faults (false: the same workload without faults, to compare throughput)")
 	soakImpatient = flag.Float64("soak.impatient", 0.05,
 		"fraction of TestSoak's cache calls made by impatient callers, whose deadline (0-2ms) may pass during the call")
 )
@@ -1056,7 +1058,11 @@ func TestSoak(t *testing.T) {
 	ran := make(chan struct{})
 	go func() { defer close(ran); p.run(start, end) }()
 	var faults soakFaults
-	faults.inject(t, cache, admin, rand.New(rand.NewSource(seed)), start, end)
+	if *soakFaultsOn {
+		faults.inject(t, cache, admin, rand.New(rand.NewSource(seed)), start, end)
+	} else {
+		_ = wait(context.Background(), time.Until(end))
+	}
 	<-ran
 	took := time.Since(start)
 
@@ -1087,10 +1093,10 @@ func TestSoak(t *testing.T) {
 	}
 
 	// One summary line; the bracket shows that the faults bit.
-	t.Logf("soak: ops=%d reads=%d writes=%d faults=%d (kills=%d restarts=%d subkills=%d pauses=%d slowloads=%d) stale=%d errors=%d lost=%d leaked=%d duration=%v "+
+	t.Logf("soak: ops=%d reads=%d writes=%d faults=%d (kills=%d restarts=%d subkills=%d pauses=%d slowloads=%d) stale=%d errors=%d lost=%d leaked=%d duration=%v ops/s=%.0f "+
 		"[writes failed %d, unsettled clients %d, gets given up %d, group bumps %d, loads %d, fills refused %d, loader direct %d, breaker opens %d, resubscriptions %d, replayed %d]",
 		total.Ops, total.Reads, total.Writes, faults.total(), faults.kills, faults.restarts, faults.subkills, faults.pauses, faults.slowloads,
-		total.Stale, total.Errors, total.Lost, total.Leaked, took.Round(time.Millisecond),
+		total.Stale, total.Errors, total.Lost, total.Leaked, took.Round(time.Millisecond), float64(total.Ops)/took.Seconds(),
 		total.WriteFails, total.Unsettled, total.Cancelled, total.Groups, total.Loads, total.FillsRefused, total.LoaderDirect, total.BreakerOpens, total.Resubs, total.Replayed)
 	if total.Stale+total.Errors+total.Lost+total.Leaked+total.Unsettled > 0 {
 		t.Logf("faults:\n  %s", strings.Join(faults.log, "\n  "))
