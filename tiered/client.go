@@ -303,10 +303,10 @@ type ClientStats struct {
 	BreakerOpens          uint64        // times the circuit breaker opened
 	BreakerRejected       uint64        // Redis calls refused at once by the open breaker
 	Degraded              time.Duration // total time the breaker was not closed
-	ReplayQueued          uint64        // invalidations queued because Redis was unreachable
+	ReplayQueued          uint64        // invalidations queued because Redis was unreachable (again on each failed replay)
 	Replayed              uint64        // queued invalidations sent again
 	ReplayOverflows       uint64        // times a keyspace's queue overflowed (its epoch is bumped instead)
-	ReplayPending         int           // invalidations waiting now
+	ReplayPending         int           // invalidations waiting or being replayed now
 }
 
 // Stats returns the Client's counters.
@@ -327,7 +327,8 @@ func (c *Client) Stats() ClientStats {
 	s.BreakerState = c.br.State().String()
 	s.BreakerOpens, s.BreakerRejected, s.Degraded = bs.Opens, bs.Rejected, bs.OpenTime
 	c.replay.mu.Lock()
-	s.ReplayQueued, s.Replayed, s.ReplayOverflows, s.ReplayPending = c.replay.queued, c.replay.replayed, c.replay.overflows, c.replay.n
+	s.ReplayQueued, s.Replayed, s.ReplayOverflows = c.replay.queued, c.replay.replayed, c.replay.overflows
+	s.ReplayPending = c.replay.n + c.replay.inflight
 	c.replay.mu.Unlock()
 	if b.LastHealthyNano > 0 {
 		s.SinceHealthy = time.Since(time.Unix(0, b.LastHealthyNano))

@@ -43,6 +43,7 @@ type replayQueue struct {
 	groups    map[string]map[string]struct{} // keyspace -> groups to bump
 	overflow  map[string]bool                // keyspace -> bump its epoch
 	running   bool
+	inflight  int // items taken by the running replay, not yet sent
 	queued    uint64
 	replayed  uint64
 	overflows uint64
@@ -183,11 +184,12 @@ func (c *Client) replayAfter(first time.Duration) {
 		for {
 			q.mu.Lock()
 			ids, groups, overflow := q.ids, q.groups, q.overflow
-			q.ids, q.groups, q.overflow, q.n = nil, nil, nil, 0
+			q.ids, q.groups, q.overflow, q.inflight, q.n = nil, nil, nil, q.n, 0
 			q.mu.Unlock()
 			c.replayOnce(ids, groups, overflow)
 
 			q.mu.Lock()
+			q.inflight = 0
 			if q.n == 0 && len(q.overflow) == 0 || c.closed.Load() {
 				q.running = false
 				q.mu.Unlock()
