@@ -192,24 +192,7 @@ sentinel failover-timeout %s %d
 		return fmt.Errorf("redistest: start sentinel on %s: %w", s.Addr, err)
 	}
 	defer stderr.Close()
-	cmd := exec.Command(s.bin, conf, "--sentinel")
-	cmd.Dir = s.dir
-	cmd.Stderr = stderr
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("redistest: start sentinel on %s: %w", s.Addr, err)
-	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	if err := s.waitReady(p); err != nil {
-		p.kill()
-		return err
-	}
-	s.proc = p
-	return nil
+	return s.run("sentinel", []string{conf, "--sentinel"}, stderr)
 }
 
 // SentinelAddrs returns the sentinels' addresses

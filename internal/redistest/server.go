@@ -171,6 +171,13 @@ func (s *Server) launch() error {
 		"--logfile", filepath.Join(s.dir, logFile),
 		"--protected-mode", "no",
 	}, s.args...)
+	return s.run("redis-server", args, stderr)
+}
+
+// run starts s.bin with args in s.dir, its stderr going to stderr, waits
+// until it answers as this process and makes it s's process. s.mu must be
+// held (or s not yet shared).
+func (s *Server) run(what string, args []string, stderr *os.File) error {
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
 	// Stdout stays nil (/dev/null) and stderr goes to a file, not a pipe:
@@ -178,7 +185,7 @@ func (s *Server) launch() error {
 	cmd.Stderr = stderr
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("redistest: start redis-server on %s: %w", s.Addr, err)
+		return fmt.Errorf("redistest: start %s on %s: %w", what, s.Addr, err)
 	}
 	p := &process{cmd: cmd, exited: make(chan struct{})}
 	go func() {
