@@ -58,11 +58,25 @@ type Cluster struct {
 // test fails (never skips).
 func StartCluster(tb testing.TB, opts ...Options) *Cluster {
 	tb.Helper()
+	return startOwned(tb, "cluster state and logs", opts, startCluster)
+}
+
+// group is a set of processes a test owns: a cluster or a sentinel setup.
+type group interface {
+	Close() error
+	dump() string
+}
+
+// startOwned starts a group with the merged Args of opts, fails the test
+// (with the install command when a binary is missing) if it cannot, and
+// closes it in tb.Cleanup, logging its state first if the test failed.
+func startOwned[G group](tb testing.TB, what string, opts []Options, start func(Options) (G, error)) G {
+	tb.Helper()
 	var o Options
 	for _, opt := range opts {
 		o.Args = append(o.Args, opt.Args...)
 	}
-	c, err := startCluster(o)
+	g, err := start(o)
 	switch {
 	case errors.Is(err, ErrNotInstalled):
 		tb.Fatalf("%s", notInstalledMsg)
@@ -73,13 +87,13 @@ func StartCluster(tb testing.TB, opts ...Options) *Cluster {
 	}
 	tb.Cleanup(func() {
 		if tb.Failed() {
-			tb.Logf("redistest: cluster state and logs:\n%s", c.dump())
+			tb.Logf("redistest: %s:\n%s", what, g.dump())
 		}
-		if err := c.Close(); err != nil {
+		if err := g.Close(); err != nil {
 			tb.Errorf("%v", err)
 		}
 	})
-	return c
+	return g
 }
 
 func startCluster(o Options) (*Cluster, error) {

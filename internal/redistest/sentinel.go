@@ -51,26 +51,7 @@ type Sentinel struct {
 // process.
 func StartSentinel(tb testing.TB, opts ...Options) *Sentinel {
 	tb.Helper()
-	var o Options
-	for _, opt := range opts {
-		o.Args = append(o.Args, opt.Args...)
-	}
-	s, err := startSentinel(o)
-	switch {
-	case errors.Is(err, ErrNotInstalled):
-		tb.Fatalf("%s", notInstalledMsg)
-	case err != nil:
-		tb.Fatalf("%v", err)
-	}
-	tb.Cleanup(func() {
-		if tb.Failed() {
-			tb.Logf("redistest: sentinel setup logs:\n%s", s.dump())
-		}
-		if err := s.Close(); err != nil {
-			tb.Errorf("%v", err)
-		}
-	})
-	return s
+	return startOwned(tb, "sentinel setup logs", opts, startSentinel)
 }
 
 func startSentinel(o Options) (*Sentinel, error) {
