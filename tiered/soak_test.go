@@ -1003,7 +1003,7 @@ func TestSoak(t *testing.T) {
 		goleak.IgnoreCurrent(),
 		// The redistest servers' reapers: the servers outlive this check
 		// (t.Cleanup stops them), and Restart starts a new reaper.
-		goleak.IgnoreAnyFunction("github.com/tiercache/tiercache/internal/redistest.(*Server).launch.func1"),
+		goleak.IgnoreAnyFunction("github.com/tiercache/tiercache/internal/redistest.(*Server).run.func1"),
 	}
 	dur := *soakDuration
 	seed := time.Now().UnixNano()
