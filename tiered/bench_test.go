@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"encoding/json"
 	"runtime"
 	"sort"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/invalidation"
+	"github.com/tiercache/tiercache/remote"
 )
 
 type benchUser struct {
@@ -387,4 +389,65 @@ func BenchmarkRedisDown(b *testing.B) {
 			reportPercentiles(b, lat)
 		})
 	}
+}
+
+// BenchmarkGetMany100 is GetMany of 100 ids that all miss locally and hit
+// Redis, beside a raw pipeline of 100 GETs plus the same JSON decode.
+func BenchmarkGetMany100(b *testing.B) {
+	srv := redistest.Start(b)
+	ro := srv.RedisOptions()
+	ro.ContextTimeoutEnabled = true
+	rdb := redis.NewClient(ro)
+	defer rdb.Close()
+	c, err := NewClient(Options{Redis: rdb})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	waitReady(b, c)
+	k, _ := NewKeyspace(c, Config[benchUser]{Name: "gm", LocalCapacity: 1, LocalShards: 1})
+	ctx := context.Background()
+	ids := make([]string, 100)
+	for i := range ids {
+		ids[i] = strconv.Itoa(i)
+		if err := k.Set(ctx, ids[i], benchUser{ID: int64(i), Name: "ada", Email: "a@b.c", Tags: []string{"x"}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("tiercache", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if m, err := k.GetMany(ctx, ids); err != nil || len(m) != 100 {
+				b.Fatal(len(m), err)
+			}
+		}
+	})
+	b.Run("pipeline+json", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			cmds := make([]*redis.StringCmd, len(ids))
+			_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for j, id := range ids {
+					cmds[j] = p.Get(ctx, "gm:"+id)
+				}
+				return nil
+			})
+			out := make(map[string]benchUser, len(ids))
+			for j, cmd := range cmds {
+				bs, err := cmd.Bytes()
+				if err != nil {
+					b.Fatal(err)
+				}
+				env, err := remote.DecodeEnvelope(bs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var u benchUser
+				if err := json.Unmarshal(env.Payload, &u); err != nil {
+					b.Fatal(err)
+				}
+				out[ids[j]] = u
+			}
+		}
+	})
 }
