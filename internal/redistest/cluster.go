@@ -356,10 +356,17 @@ func (c *Cluster) Close() error {
 		return nil
 	}
 	c.closed = true
+	return closeAll(c.nodes)
+}
+
+// closeAll closes every server of ns that is not nil.
+func closeAll(ns ...[]*Server) error {
 	var errs []error
-	for _, n := range c.nodes {
-		if n != nil {
-			errs = append(errs, n.Close())
+	for _, group := range ns {
+		for _, n := range group {
+			if n != nil {
+				errs = append(errs, n.Close())
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -302,13 +302,7 @@ func (s *Sentinel) Close() error {
 		return nil
 	}
 	s.closed = true
-	var errs []error
-	for _, n := range append(append([]*Server(nil), s.sentinels...), s.data...) {
-		if n != nil {
-			errs = append(errs, n.Close())
-		}
-	}
-	return errors.Join(errs...)
+	return closeAll(s.sentinels, s.data)
 }
 
 func (s *Sentinel) dump() string {
