@@ -38,7 +38,7 @@ var (
 // OpError is the error of a Set, Delete, InvalidateGroup or Flush that could
 // not complete. It names the operation and the key.
 type OpError struct {
-	Op  string // "set", "delete", "invalidate group", "flush"
+	Op  string // "get", "set", "delete", "invalidate group", "invalidate all", "flush"
 	Key string // the Redis key (or first key) concerned
 	Err error
 }

@@ -103,6 +103,36 @@ func TestGroupVersionSurvivesLostVersionKey(t *testing.T) {
 	}
 }
 
+func TestInvalidateAllEverywhere(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := newClient(t, srv), newClient(t, srv)
+	waitReady(t, a, b)
+	db := newDB()
+	for _, cfg := range []Config[user]{{}, {Name: "grouped", Group: tenantOf}} {
+		cfg.LocalTTL, cfg.Loader = time.Hour, db.load
+		ka, kb := newKS(t, a, cfg), newKS(t, b, cfg)
+		ctx := ctxT(t)
+		ids := []string{"t1/a", "t2/b"}
+		for _, id := range ids {
+			db.put(id, "old")
+			mustGet(t, ka, id)
+			mustGet(t, kb, id)
+		}
+		for _, id := range ids {
+			db.put(id, "new")
+		}
+		if err := ka.InvalidateAll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []*Keyspace[user]{ka, kb} {
+			k := k
+			eventually(t, 5*time.Second, cfg.Name+": every id reloaded", func() bool {
+				return mustGet(t, k, "t1/a").Name == "new" && mustGet(t, k, "t2/b").Name == "new"
+			})
+		}
+	}
+}
+
 // TestHelperProcess is not a test: it is the child of TestSeparateProcesses.
 // It reads commands from stdin ("get ID", "quit") and answers on stdout.
 func TestHelperProcess(t *testing.T) {

@@ -194,6 +194,22 @@ func (k *Keyspace[V]) InvalidateGroup(ctx context.Context, group string) error {
 	return nil
 }
 
+// InvalidateAll makes every value of the keyspace unreachable, in Redis and in
+// every process's local tier, with one bump of the keyspace's epoch (part of
+// every Redis key of the keyspace) and one broadcast. Old values are never
+// enumerated; they expire on their own. Use it when the source changed in a
+// way no list of ids describes (a TRUNCATE, a bulk import).
+func (k *Keyspace[V]) InvalidateAll(ctx context.Context) error {
+	if k.c.closed.Load() {
+		return ErrClosed
+	}
+	if err := k.bumpEpoch(ctx); err != nil {
+		k.c.queueOverflow(k.cfg.Name)
+		return &OpError{Op: "invalidate all", Key: k.epochKey(), Err: err}
+	}
+	return nil
+}
+
 // FlushLocal drops every local entry of this keyspace in every process (Redis
 // is left as it is).
 func (k *Keyspace[V]) FlushLocal(ctx context.Context) error {
