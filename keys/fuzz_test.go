@@ -37,19 +37,8 @@ func FuzzValidate(f *testing.F) {
 		if wantOK := err == nil && !strings.Contains(s, Sep); wantOK != (nameErr == nil) {
 			t.Fatalf("ValidateName(%q) = %v, Validate = %v", s, nameErr, err)
 		}
-		if err == nil && Slot(LeaseKey(s)) != Slot(s) {
-			t.Fatalf("Slot(LeaseKey(%q)) != Slot(%q)", s, s)
-		}
-	})
-}
-
-func FuzzSlot(f *testing.F) {
-	for _, s := range []string{"", "123456789", "{a}b", "foo{}{bar}", "foo{{bar}}zap", "{", "}{"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if got := Slot(s); got >= SlotCount {
-			t.Fatalf("Slot(%q) = %d, out of range", s, got)
+		if err == nil && hashTag(LeaseKey(s)) != hashTag(s) {
+			t.Fatalf("LeaseKey(%q) hashes unlike %q", s, s)
 		}
 	})
 }

@@ -192,6 +192,30 @@ func VersionedKey(ns string, ver uint64, id string) string {
 	return b.String()
 }
 
+// ValueKey returns the Redis key of id's value in namespace ns, under the
+// namespace's epoch and the id's group version (0: none):
+//
+//	<ns>:<id>                      epoch 0, no group
+//	<ns>:v<version>:<id>           with a group version
+//	<ns>:e<epoch>:...              the same, once the epoch is non-zero
+//
+// It does not validate.
+func ValueKey(ns string, epoch, version uint64, id string) string {
+	if epoch > 0 {
+		ns += Sep + "e" + strconv.FormatUint(epoch, 10)
+	}
+	if version == 0 {
+		return Key(ns, id)
+	}
+	return VersionedKey(ns, version, id)
+}
+
+// EpochKey returns the Redis key that holds the epoch of namespace ns:
+// "{" + ns + ":epoch}". Like VersionKey it starts with '{'.
+func EpochKey(ns string) string {
+	return "{" + ns + Sep + "epoch}"
+}
+
 // VersionKey returns the Redis key that holds the version of group in
 // namespace ns: "{" + ns + ":gv:" + group + "}". It starts with '{', which no
 // validated user part contains, so no user key can collide with it.

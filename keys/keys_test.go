@@ -138,7 +138,7 @@ func TestHash(t *testing.T) {
 	if got := Hash(""); got != "ef46db3751d8e999" {
 		t.Fatalf("Hash(\"\") = %s", got)
 	}
-	if Hash("query") != Hash("query") || Hash("query") == Hash("query2") {
+	if q := "query"; Hash(q) != Hash(strings.Clone(q)) || Hash(q) == Hash(q+"2") {
 		t.Fatal("Hash is not deterministic or collides trivially")
 	}
 	leadingZero := false
@@ -167,6 +167,11 @@ func TestKeyBuilders(t *testing.T) {
 		{VersionedKey("u", ^uint64(0), "x"), "u:v18446744073709551615:x"},
 		{VersionKey("users", "team9"), "{users:gv:team9}"},
 		{LeaseKey("users:42"), "{users:42}:lease"},
+		{EpochKey("users"), "{users:epoch}"},
+		{ValueKey("users", 0, 0, "42"), "users:42"},
+		{ValueKey("users", 0, 9, "42"), "users:v9:42"},
+		{ValueKey("users", 3, 0, "42"), "users:e3:42"},
+		{ValueKey("users", 3, 9, "a:b"), "users:e3:v9:a:b"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -174,70 +179,34 @@ func TestKeyBuilders(t *testing.T) {
 		}
 	}
 	// Derived keys start with a brace, so no valid user part can equal them.
-	for _, k := range []string{VersionKey("users", "g"), LeaseKey("users:42")} {
+	for _, k := range []string{VersionKey("users", "g"), LeaseKey("users:42"), EpochKey("users")} {
 		if Validate(k) == nil {
 			t.Errorf("derived key %q passes Validate: it could collide with a user key", k)
 		}
 	}
 }
 
-func TestCRC16(t *testing.T) {
-	// The check value of CRC16/XMODEM, quoted by the Redis Cluster spec.
-	if got := crc16("123456789"); got != 0x31C3 {
-		t.Fatalf("crc16 = %#x, want 0x31c3", got)
-	}
-	// Spot-check the generated table against the one in Redis' crc16.c.
-	for i, want := range map[int]uint16{0: 0x0000, 1: 0x1021, 8: 0x8108, 9: 0x9129, 16: 0x1231, 79: 0xb92b} {
-		if crc16Table[i] != want {
-			t.Errorf("crc16Table[%d] = %#04x, want %#04x", i, crc16Table[i], want)
+// hashTag is the part of key Redis Cluster hashes: the text between the
+// first '{' and the next '}', when not empty; else the whole key.
+func hashTag(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
 		}
 	}
+	return key
 }
 
-func TestSlot(t *testing.T) {
-	// Values from the Redis documentation (CLUSTER KEYSLOT).
-	known := map[string]uint16{
-		"123456789":         0x31C3 % SlotCount, // 12739
-		"somekey":           11058,
-		"foo{hash_tag}":     2515,
-		"bar{hash_tag}":     2515,
-		"{user1}.following": 8106,
-		"":                  0,
-	}
-	for k, want := range known {
-		if got := Slot(k); got != want {
-			t.Errorf("Slot(%q) = %d, want %d", k, got, want)
-		}
-	}
-	same := [][2]string{
-		{"{user1000}.following", "{user1000}.followers"},
-		{"{user1000}.following", "user1000"},
-		{"foo{}{bar}", "foo{}{bar}"},
-		{"foo{{bar}}zap", "{bar"},          // tag is "{bar"
-		{"foo{bar}{zap}", "bar"},           // first tag only
-		{"foo{bar", "foo{bar"},             // no closing brace: whole key
-		{"a}b{c}", "c"},                    // '}' before '{' is ignored
-		{VersionKey("ns", "g"), "ns:gv:g"}, // whole version key is the tag
-	}
-	for _, p := range same {
-		if Slot(p[0]) != Slot(p[1]) {
-			t.Errorf("Slot(%q) = %d, Slot(%q) = %d, want equal", p[0], Slot(p[0]), p[1], Slot(p[1]))
-		}
-	}
-	// Whole-key hashing when the tag is empty.
-	if Slot("foo{}{bar}") != crc16("foo{}{bar}")%SlotCount || Slot("foo{}{bar}") == Slot("bar") {
-		t.Error("foo{}{bar} must hash the whole key")
-	}
-}
-
-func TestLeaseKeySameSlot(t *testing.T) {
+// A value key and its lease key hash alike: the lease key's tag is the
+// whole value key.
+func TestLeaseKeyHashTag(t *testing.T) {
 	for i := 0; i < 5000; i++ {
 		k := Key("ns"+strconv.Itoa(i%7), Hash(strconv.Itoa(i)))
 		if i%3 == 0 {
 			k = VersionedKey("users", uint64(i), "id:"+strconv.Itoa(i)+":é")
 		}
-		if Slot(LeaseKey(k)) != Slot(k) {
-			t.Fatalf("Slot(LeaseKey(%q)) = %d, Slot = %d", k, Slot(LeaseKey(k)), Slot(k))
+		if hashTag(LeaseKey(k)) != hashTag(k) {
+			t.Fatalf("LeaseKey(%q) hashes %q, the value key %q", k, hashTag(LeaseKey(k)), hashTag(k))
 		}
 	}
 }
@@ -252,9 +221,6 @@ func TestZeroAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = Validate("héllo-世界") }); n != 0 {
 		t.Errorf("Validate(unicode) allocates %v times, want 0", n)
-	}
-	if n := testing.AllocsPerRun(100, func() { _ = Slot("{users:42}:lease") }); n != 0 {
-		t.Errorf("Slot allocates %v times, want 0", n)
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = VersionedKey("users", 12, id) }); n > 1 {
 		t.Errorf("VersionedKey allocates %v times, want at most 1", n)
@@ -274,12 +240,5 @@ func BenchmarkHash(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		_ = Hash("select * from items where name like 'foo%'")
-	}
-}
-
-func BenchmarkSlot(b *testing.B) {
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		_ = Slot("{users:user-12345}:lease")
 	}
 }

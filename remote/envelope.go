@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -42,12 +44,22 @@ const (
 // incompatible version. Callers treat it as a miss and overwrite the value.
 var ErrCorrupt = errors.New("tiercache: corrupt or foreign value in Redis")
 
+// UnixMilli is a wall time as Redis stores it: milliseconds since the Unix
+// epoch.
+type UnixMilli int64
+
+// ToUnixMilli returns t in milliseconds since the Unix epoch.
+func ToUnixMilli(t time.Time) UnixMilli { return UnixMilli(t.UnixMilli()) }
+
+// Time returns t as a time.Time.
+func (t UnixMilli) Time() time.Time { return time.UnixMilli(int64(t)) }
+
 // Envelope is what the cache stores under a value key.
 type Envelope struct {
-	Flags        uint8
-	FreshUntilMs int64  // Unix ms after which the value is stale
-	DeltaMs      uint32 // how long the load took, ms
-	Payload      []byte // codec output; aliases the decoded buffer
+	Flags      uint8
+	FreshUntil UnixMilli     // after it the value is stale
+	Delta      time.Duration // how long the load took; stored in whole ms, at most 2^32-1
+	Payload    []byte        // codec output; aliases the decoded buffer
 }
 
 // Negative reports whether the envelope caches a "not found".
@@ -60,8 +72,8 @@ func AppendEnvelope(dst []byte, e *Envelope) []byte {
 	h[0] = envMagic
 	h[1] = envVersion
 	h[2] = e.Flags
-	binary.BigEndian.PutUint64(h[3:], uint64(e.FreshUntilMs))
-	binary.BigEndian.PutUint32(h[11:], e.DeltaMs)
+	binary.BigEndian.PutUint64(h[3:], uint64(e.FreshUntil))
+	binary.BigEndian.PutUint32(h[11:], uint32(min(max(e.Delta.Milliseconds(), 0), math.MaxUint32)))
 	binary.BigEndian.PutUint32(h[15:], uint32(len(e.Payload)))
 	dst = append(dst, h[:]...)
 	dst = append(dst, e.Payload...)
@@ -90,10 +102,10 @@ func DecodeEnvelope(b []byte) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
 	}
 	e := Envelope{
-		Flags:        b[2],
-		FreshUntilMs: int64(binary.BigEndian.Uint64(b[3:])),
-		DeltaMs:      binary.BigEndian.Uint32(b[11:]),
-		Payload:      b[envHeaderSize:end:end],
+		Flags:      b[2],
+		FreshUntil: UnixMilli(binary.BigEndian.Uint64(b[3:])),
+		Delta:      time.Duration(binary.BigEndian.Uint32(b[11:])) * time.Millisecond,
+		Payload:    b[envHeaderSize:end:end],
 	}
 	if e.Negative() && n != 0 {
 		return Envelope{}, fmt.Errorf("%w: negative entry with a payload", ErrCorrupt)

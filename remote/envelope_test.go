@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -15,14 +16,14 @@ import (
 func envelopes() map[string]Envelope {
 	return map[string]Envelope{
 		"zero":             {},
-		"plain":            {FreshUntilMs: 1_700_000_000_123, DeltaMs: 42, Payload: []byte(`{"id":1}`)},
-		"negative entry":   {Flags: FlagNegative, FreshUntilMs: 1_700_000_000_000, DeltaMs: 7},
-		"negative time":    {FreshUntilMs: -1, Payload: []byte("x")},
-		"min time":         {FreshUntilMs: math.MinInt64, Payload: []byte("y")},
-		"max time":         {FreshUntilMs: math.MaxInt64, DeltaMs: math.MaxUint32, Payload: []byte("z")},
-		"unknown flags":    {Flags: 0xFE, FreshUntilMs: 1, Payload: []byte("flags other than negative are kept")},
-		"empty payload":    {FreshUntilMs: 5, Payload: []byte{}},
-		"large payload":    {FreshUntilMs: 9, DeltaMs: 1000, Payload: bytes.Repeat([]byte("0123456789abcdef"), 1<<16)},
+		"plain":            {FreshUntil: 1_700_000_000_123, Delta: 42 * time.Millisecond, Payload: []byte(`{"id":1}`)},
+		"negative entry":   {Flags: FlagNegative, FreshUntil: 1_700_000_000_000, Delta: 7 * time.Millisecond},
+		"negative time":    {FreshUntil: -1, Payload: []byte("x")},
+		"min time":         {FreshUntil: math.MinInt64, Payload: []byte("y")},
+		"max time":         {FreshUntil: math.MaxInt64, Delta: math.MaxUint32 * time.Millisecond, Payload: []byte("z")},
+		"unknown flags":    {Flags: 0xFE, FreshUntil: 1, Payload: []byte("flags other than negative are kept")},
+		"empty payload":    {FreshUntil: 5, Payload: []byte{}},
+		"large payload":    {FreshUntil: 9, Delta: 1000 * time.Millisecond, Payload: bytes.Repeat([]byte("0123456789abcdef"), 1<<16)},
 		"magic in payload": {Payload: []byte{envMagic, envVersion, 0, 0}},
 	}
 }
@@ -39,9 +40,9 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeEnvelope: %v", err)
 			}
-			if out.Flags != in.Flags || out.FreshUntilMs != in.FreshUntilMs || out.DeltaMs != in.DeltaMs {
+			if out.Flags != in.Flags || out.FreshUntil != in.FreshUntil || out.Delta != in.Delta {
 				t.Fatalf("header = {%#x %d %d}; want {%#x %d %d}",
-					out.Flags, out.FreshUntilMs, out.DeltaMs, in.Flags, in.FreshUntilMs, in.DeltaMs)
+					out.Flags, out.FreshUntil, out.Delta, in.Flags, in.FreshUntil, in.Delta)
 			}
 			if !bytes.Equal(out.Payload, in.Payload) {
 				t.Fatalf("payload of %d bytes differs from the %d bytes encoded", len(out.Payload), len(in.Payload))
@@ -57,7 +58,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 // server (magic at byte 0, fresh-until big-endian at bytes 3..10): changing
 // it without changing the script would make every value look fresh or stale.
 func TestEnvelopeLayout(t *testing.T) {
-	b := AppendEnvelope(nil, &Envelope{Flags: FlagNegative, FreshUntilMs: 0x0102030405060708, DeltaMs: 0x0A0B0C0D})
+	b := AppendEnvelope(nil, &Envelope{Flags: FlagNegative, FreshUntil: 0x0102030405060708, Delta: 0x0A0B0C0D * time.Millisecond})
 	want := []byte{envMagic, 1, 1, 1, 2, 3, 4, 5, 6, 7, 8, 0x0A, 0x0B, 0x0C, 0x0D, 0, 0, 0, 0}
 	if !bytes.Equal(b[:envHeaderSize], want) {
 		t.Fatalf("header = % x; want % x", b[:envHeaderSize], want)
@@ -100,7 +101,7 @@ func TestEnvelopeBitFlip(t *testing.T) {
 }
 
 func TestEnvelopeRejects(t *testing.T) {
-	valid := AppendEnvelope(nil, &Envelope{FreshUntilMs: 1, Payload: []byte("v")})
+	valid := AppendEnvelope(nil, &Envelope{FreshUntil: 1, Payload: []byte("v")})
 	cases := map[string]struct {
 		b    []byte
 		want string // a word the error must contain
@@ -172,9 +173,9 @@ func TestEnvelopePayloadAliases(t *testing.T) {
 }
 
 func TestAppendEnvelopeToNonEmpty(t *testing.T) {
-	e := Envelope{Flags: FlagNegative, FreshUntilMs: 123, DeltaMs: 4}
+	e := Envelope{Flags: FlagNegative, FreshUntil: 123, Delta: 4 * time.Millisecond}
 	alone := AppendEnvelope(nil, &e)
-	e2 := Envelope{FreshUntilMs: 99, Payload: []byte("second")}
+	e2 := Envelope{FreshUntil: 99, Payload: []byte("second")}
 	alone2 := AppendEnvelope(nil, &e2)
 
 	prefix := []byte("some bytes already there")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -19,29 +20,35 @@ type Guard interface {
 	Done(failed bool)
 }
 
-// guarded runs f under the store's Guard, if any, and makes ctx's deadline
-// bound it even when the go-redis client ignores context deadlines (its
-// ContextTimeoutEnabled is off, the default): f then runs in its own
+// guarded runs f under the store's Guard, if any, with ctx bounded by
+// timeout (when positive; an earlier caller deadline wins), and makes that
+// deadline hold even when the go-redis client ignores context deadlines
+// (its ContextTimeoutEnabled is off, the default): f then runs in its own
 // goroutine, and a call that outlives ctx is abandoned to finish (within
 // the client's own ReadTimeout) on its own. f must not write to shared
 // state; it returns its result.
-func guarded[T any](s *Store, ctx context.Context, f func() (T, error)) (T, error) {
-	if s.g != nil && !s.g.Allow() {
+func guarded[T any](s *Store, ctx context.Context, timeout time.Duration, f func(context.Context) (T, error)) (T, error) {
+	if s.opts.Guard != nil && !s.opts.Guard.Allow() {
 		var zero T
 		return zero, ErrUnavailable
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
 	}
 	var v T
 	var err error
 	if s.ctxDeadlines {
-		v, err = f()
+		v, err = f(ctx)
 	} else {
 		v, err = withDeadline(ctx, f)
 	}
 	failed := IsFailure(err)
-	if s.g != nil {
-		s.g.Done(failed)
+	if s.opts.Guard != nil {
+		s.opts.Guard.Done(failed)
 	}
-	if failed {
+	if failed && s.cluster {
 		reloadTopology(s.rdb)
 	}
 	return v, err
@@ -58,8 +65,8 @@ func reloadTopology(rdb redis.UniversalClient) {
 	}
 }
 
-func guardedErr(s *Store, ctx context.Context, f func() error) error {
-	_, err := guarded(s, ctx, func() (struct{}, error) { return struct{}{}, f() })
+func guardedErr(s *Store, ctx context.Context, timeout time.Duration, f func(context.Context) error) error {
+	_, err := guarded(s, ctx, timeout, func(ctx context.Context) (struct{}, error) { return struct{}{}, f(ctx) })
 	return err
 }
 
@@ -68,13 +75,13 @@ type result[T any] struct {
 	err error
 }
 
-func withDeadline[T any](ctx context.Context, f func() (T, error)) (T, error) {
+func withDeadline[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
 	if _, ok := ctx.Deadline(); !ok && ctx.Done() == nil {
-		return f()
+		return f(ctx)
 	}
 	ch := make(chan result[T], 1)
 	go func() {
-		v, err := f()
+		v, err := f(ctx)
 		ch <- result[T]{v, err}
 	}()
 	select {

@@ -2,6 +2,9 @@ package remote
 
 import "github.com/redis/go-redis/v9"
 
+// allScripts is every script, for LoadScripts.
+var allScripts = []*redis.Script{setScript, delScript, fillScript, versionScript, bumpScript, getOrLeaseScript, releaseScript}
+
 // Every script touches only keys that share one hash slot: a value key and
 // its lease key ("{<value key>}:lease", see keys.LeaseKey), or one version
 // key. PUBLISH inside a script reaches every subscriber, on a single server

@@ -49,7 +49,7 @@ func newEnv(t *testing.T) *env {
 	}
 	pipes := &pipeRecorder{}
 	rdb.AddHook(pipes)
-	return &env{t: t, ctx: ctx, srv: srv, rdb: rdb, store: NewStore(rdb, nil), pipes: pipes}
+	return &env{t: t, ctx: ctx, srv: srv, rdb: rdb, store: NewStore(rdb, Options{Channel: channel}), pipes: pipes}
 }
 
 // pipeRecorder is a go-redis hook that records the command names of every
@@ -196,7 +196,7 @@ func (s *subscriber) expect(want ...[]byte) {
 }
 
 func envelope(freshUntilMs int64, payload string) []byte {
-	return AppendEnvelope(nil, &Envelope{FreshUntilMs: freshUntilMs, Payload: []byte(payload)})
+	return AppendEnvelope(nil, &Envelope{FreshUntil: UnixMilli(freshUntilMs), Payload: []byte(payload)})
 }
 
 func nowMs() int64 { return time.Now().UnixMilli() }
@@ -263,7 +263,7 @@ func TestSet(t *testing.T) {
 
 	val := envelope(nowMs()+60_000, "new")
 	msg := []byte("invalidate ns:k")
-	if err := e.store.Set(e.ctx, key, lease, val, 1500*time.Millisecond, channel, msg); err != nil {
+	if err := e.store.Set(e.ctx, Write{Key: key, Lease: lease, Env: val, TTL: 1500 * time.Millisecond, Msg: msg}); err != nil {
 		t.Fatalf("Set: %v", err)
 	}
 	if got := e.get(key); got != string(val) {
@@ -283,7 +283,7 @@ func TestSetWithoutMessagePublishesNothing(t *testing.T) {
 	sub := e.subscribe()
 	for i, msg := range [][]byte{nil, {}} {
 		key := "k" + strconv.Itoa(i)
-		if err := e.store.Set(e.ctx, key, keys.LeaseKey(key), []byte("v"), time.Minute, channel, msg); err != nil {
+		if err := e.store.Set(e.ctx, Write{Key: key, Lease: keys.LeaseKey(key), Env: []byte("v"), TTL: time.Minute, Msg: msg}); err != nil {
 			t.Fatalf("Set(msg %#v): %v", msg, err)
 		}
 		if got := e.get(key); got != "v" {
@@ -298,7 +298,7 @@ func TestFill(t *testing.T) {
 	sub := e.subscribe()
 	lease := keys.LeaseKey("k")
 	e.set(lease, "tok", time.Minute)
-	if err := e.store.Fill(e.ctx, "k", []byte("v"), time.Second); err != nil {
+	if err := e.store.Fill(e.ctx, []Write{{Key: "k", Env: []byte("v"), TTL: time.Second}}); err != nil {
 		t.Fatalf("Fill: %v", err)
 	}
 	if got := e.get("k"); got != "v" {
@@ -326,7 +326,7 @@ func TestDelete(t *testing.T) {
 		{Keys: []string{"b", keys.LeaseKey("b"), "c", "absent"}, Msg: []byte("m2")},
 		{Keys: []string{"d"}}, // no message
 	}
-	if err := e.store.Delete(e.ctx, channel, batches); err != nil {
+	if err := e.store.Delete(e.ctx, batches); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	e.expectPipes([]string{"evalsha"}, []int{3})
@@ -342,7 +342,7 @@ func TestDelete(t *testing.T) {
 
 	// One batch takes the single-script path.
 	e.set("e", "x", 0)
-	if err := e.store.Delete(e.ctx, channel, []DeleteBatch{{Keys: []string{"e"}, Msg: []byte("m3")}}); err != nil {
+	if err := e.store.Delete(e.ctx, []DeleteBatch{{Keys: []string{"e"}, Msg: []byte("m3")}}); err != nil {
 		t.Fatalf("Delete of one batch: %v", err)
 	}
 	if got := e.get("e"); got != "<nil>" {
@@ -350,7 +350,7 @@ func TestDelete(t *testing.T) {
 	}
 	sub.expect([]byte("m3"))
 
-	if err := e.store.Delete(e.ctx, channel, nil); err != nil {
+	if err := e.store.Delete(e.ctx, nil); err != nil {
 		t.Fatalf("Delete of no batches: %v", err)
 	}
 }
@@ -360,7 +360,7 @@ func TestGetOrLeaseAbsent(t *testing.T) {
 	l := Lease{Key: "k", Lease: keys.LeaseKey("k")}
 	ttl := 2 * time.Second
 
-	got, err := e.store.GetOrLease(e.ctx, []Lease{l}, "A", ttl, nowMs())
+	got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: ttl, Now: UnixMilli(nowMs())})
 	if err != nil || len(got) != 1 || got[0].State != Won || got[0].Value != nil {
 		t.Fatalf("GetOrLease(absent, A) = %+v, %v; want [{Won nil}]", got, err)
 	}
@@ -370,7 +370,7 @@ func TestGetOrLeaseAbsent(t *testing.T) {
 	if d := e.pttl(l.Lease); d > ttl {
 		t.Fatalf("lease PTTL = %v; want <= %v", d, ttl)
 	}
-	got, err = e.store.GetOrLease(e.ctx, []Lease{l}, "B", ttl, nowMs())
+	got, err = e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "B", TTL: ttl, Now: UnixMilli(nowMs())})
 	if err != nil || len(got) != 1 || got[0].State != Lost || got[0].Value != nil {
 		t.Fatalf("GetOrLease(absent, B) = %+v, %v; want [{Lost nil}]", got, err)
 	}
@@ -388,7 +388,7 @@ func TestGetOrLeaseFresh(t *testing.T) {
 	val := envelope(nowMs()+time.Hour.Milliseconds(), "fresh")
 	e.set(l.Key, string(val), 0)
 
-	got, err := e.store.GetOrLease(e.ctx, []Lease{l}, "A", time.Second, nowMs())
+	got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: time.Second, Now: UnixMilli(nowMs())})
 	if err != nil || len(got) != 1 || got[0].State != Found || !bytes.Equal(got[0].Value, val) {
 		t.Fatalf("GetOrLease(fresh) = %+v, %v; want [{Found %q}]", got, err, val)
 	}
@@ -403,14 +403,14 @@ func TestGetOrLeaseStale(t *testing.T) {
 	stale := envelope(nowMs()-1000, "stale")
 	e.set(l.Key, string(stale), 0)
 
-	got, err := e.store.GetOrLease(e.ctx, []Lease{l}, "A", time.Second, nowMs())
+	got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: time.Second, Now: UnixMilli(nowMs())})
 	if err != nil || len(got) != 1 || got[0].State != Won || !bytes.Equal(got[0].Value, stale) {
 		t.Fatalf("GetOrLease(stale, A) = %+v, %v; want [{Won %q}]", got, err, stale)
 	}
 	if tok := e.get(l.Lease); tok != "A" {
 		t.Fatalf("lease = %q; want token A", tok)
 	}
-	got, err = e.store.GetOrLease(e.ctx, []Lease{l}, "B", time.Second, nowMs())
+	got, err = e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "B", TTL: time.Second, Now: UnixMilli(nowMs())})
 	if err != nil || len(got) != 1 || got[0].State != Lost || !bytes.Equal(got[0].Value, stale) {
 		t.Fatalf("GetOrLease(stale, B) = %+v, %v; want [{Lost %q}]", got, err, stale)
 	}
@@ -431,14 +431,14 @@ func TestGetOrLeaseFreshnessBoundary(t *testing.T) {
 		now  int64
 		want LeaseState
 	}{{until - 1, Found}, {until, Won}, {until + 1, Lost}} {
-		got, err := e.store.GetOrLease(e.ctx, []Lease{l}, "A"+strconv.FormatInt(c.now, 10), time.Minute, c.now)
+		got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A" + strconv.FormatInt(c.now, 10), TTL: time.Minute, Now: UnixMilli(c.now)})
 		if err != nil || len(got) != 1 || got[0].State != c.want {
 			t.Fatalf("GetOrLease at now=%d (fresh until %d) = %+v, %v; want state %d", c.now, until, got, err, c.want)
 		}
 	}
 	// A fresh-until beyond 2^53 ms (Lua numbers are doubles) is still fresh.
 	e.set(l.Key, string(envelope(1<<62, "far future")), 0)
-	if got, err := e.store.GetOrLease(e.ctx, []Lease{l}, "A", time.Minute, nowMs()); err != nil || got[0].State != Found {
+	if got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: time.Minute, Now: UnixMilli(nowMs())}); err != nil || got[0].State != Found {
 		t.Fatalf("GetOrLease(fresh until 2^62) = %+v, %v; want Found", got, err)
 	}
 }
@@ -458,7 +458,7 @@ func TestGetOrLeaseForeign(t *testing.T) {
 		key := "k:" + name
 		l := Lease{Key: key, Lease: keys.LeaseKey(key)}
 		e.set(key, v, 0)
-		got, err := e.store.GetOrLease(e.ctx, []Lease{l}, "A", time.Second, nowMs())
+		got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: time.Second, Now: UnixMilli(nowMs())})
 		if err != nil || len(got) != 1 || got[0].State != Found || got[0].Value == nil || string(got[0].Value) != v {
 			t.Fatalf("%s: GetOrLease = %+v, %v; want [{Found %q}]", name, got, err, v)
 		}
@@ -484,7 +484,7 @@ func TestGetOrLeaseMany(t *testing.T) {
 	}
 	e.pipes.take()
 
-	got, err := e.store.GetOrLease(e.ctx, ls, "A", time.Minute, nowMs())
+	got, err := e.store.GetOrLease(e.ctx, ls, LeaseRequest{Token: "A", TTL: time.Minute, Now: UnixMilli(nowMs())})
 	if err != nil {
 		t.Fatalf("GetOrLease: %v", err)
 	}
@@ -496,7 +496,7 @@ func TestGetOrLeaseMany(t *testing.T) {
 	}
 	e.expectPipes([]string{"evalsha"}, []int{4})
 
-	if got, err := e.store.GetOrLease(e.ctx, nil, "A", time.Minute, nowMs()); err != nil || len(got) != 0 {
+	if got, err := e.store.GetOrLease(e.ctx, nil, LeaseRequest{Token: "A", TTL: time.Minute, Now: UnixMilli(nowMs())}); err != nil || len(got) != 0 {
 		t.Fatalf("GetOrLease(nil) = %+v, %v; want none, nil", got, err)
 	}
 }
@@ -504,11 +504,11 @@ func TestGetOrLeaseMany(t *testing.T) {
 func TestFillLeased(t *testing.T) {
 	e := newEnv(t)
 	l := Lease{Key: "k", Lease: keys.LeaseKey("k")}
-	if got, err := e.store.GetOrLease(e.ctx, []Lease{l}, "A", time.Minute, nowMs()); err != nil || got[0].State != Won {
+	if got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: time.Minute, Now: UnixMilli(nowMs())}); err != nil || got[0].State != Won {
 		t.Fatalf("GetOrLease = %+v, %v; want Won", got, err)
 	}
 	val := envelope(nowMs()+60_000, "loaded")
-	fill := []Filled{{Key: l.Key, Lease: l.Lease, Env: val, TTL: 1500 * time.Millisecond}}
+	fill := []Write{{Key: l.Key, Lease: l.Lease, Env: val, TTL: 1500 * time.Millisecond}}
 
 	stored, err := e.store.FillLeased(e.ctx, "B", fill)
 	if err != nil || len(stored) != 1 || stored[0] {
@@ -536,7 +536,7 @@ func TestFillLeased(t *testing.T) {
 	}
 
 	// The lease is gone now: a second fill by its former holder is refused.
-	stored, err = e.store.FillLeased(e.ctx, "A", []Filled{{Key: l.Key, Lease: l.Lease, Env: []byte("late"), TTL: time.Minute}})
+	stored, err = e.store.FillLeased(e.ctx, "A", []Write{{Key: l.Key, Lease: l.Lease, Env: []byte("late"), TTL: time.Minute}})
 	if err != nil || stored[0] {
 		t.Fatalf("FillLeased after the lease was consumed = %v, %v; want [false]", stored, err)
 	}
@@ -553,17 +553,17 @@ func TestFillLeasedVoided(t *testing.T) {
 	take := func(key, token string) Lease {
 		t.Helper()
 		l := Lease{Key: key, Lease: keys.LeaseKey(key)}
-		if got, err := e.store.GetOrLease(e.ctx, []Lease{l}, token, time.Minute, nowMs()); err != nil || got[0].State != Won {
+		if got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: token, TTL: time.Minute, Now: UnixMilli(nowMs())}); err != nil || got[0].State != Won {
 			t.Fatalf("GetOrLease(%s, %s) = %+v, %v; want Won", key, token, got, err)
 		}
 		return l
 	}
 	a := take("after-set", "A")
-	if err := e.store.Set(e.ctx, a.Key, a.Lease, []byte("written"), time.Minute, channel, nil); err != nil {
+	if err := e.store.Set(e.ctx, Write{Key: a.Key, Lease: a.Lease, Env: []byte("written"), TTL: time.Minute, Msg: nil}); err != nil {
 		t.Fatal(err)
 	}
 	b := take("after-delete", "A")
-	if err := e.store.Delete(e.ctx, channel, []DeleteBatch{{Keys: []string{b.Key, b.Lease}}}); err != nil {
+	if err := e.store.Delete(e.ctx, []DeleteBatch{{Keys: []string{b.Key, b.Lease}}}); err != nil {
 		t.Fatal(err)
 	}
 	c := take("replaced", "A")
@@ -573,7 +573,7 @@ func TestFillLeasedVoided(t *testing.T) {
 	take("replaced", "B")
 	e.pipes.take()
 
-	stored, err := e.store.FillLeased(e.ctx, "A", []Filled{
+	stored, err := e.store.FillLeased(e.ctx, "A", []Write{
 		{Key: a.Key, Lease: a.Lease, Env: []byte("stale load"), TTL: time.Minute},
 		{Key: b.Key, Lease: b.Lease, Env: []byte("stale load"), TTL: time.Minute},
 		{Key: c.Key, Lease: c.Lease, Env: []byte("stale load"), TTL: time.Minute},
@@ -587,7 +587,7 @@ func TestFillLeasedVoided(t *testing.T) {
 			t.Errorf("%s = %q; want %q", key, got, want)
 		}
 	}
-	stored, err = e.store.FillLeased(e.ctx, "B", []Filled{{Key: c.Key, Lease: c.Lease, Env: []byte("B's load"), TTL: time.Minute}})
+	stored, err = e.store.FillLeased(e.ctx, "B", []Write{{Key: c.Key, Lease: c.Lease, Env: []byte("B's load"), TTL: time.Minute}})
 	if err != nil || !stored[0] || e.get(c.Key) != "B's load" {
 		t.Fatalf("FillLeased by the new holder = %v, %v; want [true]", stored, err)
 	}
@@ -596,19 +596,19 @@ func TestFillLeasedVoided(t *testing.T) {
 func TestReleaseLease(t *testing.T) {
 	e := newEnv(t)
 	e.set("l1", "A", time.Minute)
-	if err := e.store.ReleaseLease(e.ctx, "l1", "B"); err != nil {
+	if err := e.store.ReleaseLeases(e.ctx, []string{"l1"}, "B"); err != nil {
 		t.Fatalf("ReleaseLease(B): %v", err)
 	}
 	if got := e.get("l1"); got != "A" {
 		t.Fatalf("lease = %q after another token's release; want A", got)
 	}
-	if err := e.store.ReleaseLease(e.ctx, "l1", "A"); err != nil {
+	if err := e.store.ReleaseLeases(e.ctx, []string{"l1"}, "A"); err != nil {
 		t.Fatalf("ReleaseLease(A): %v", err)
 	}
 	if got := e.get("l1"); got != "<nil>" {
 		t.Fatalf("lease = %q after its holder's release; want it deleted", got)
 	}
-	if err := e.store.ReleaseLease(e.ctx, "l1", "A"); err != nil {
+	if err := e.store.ReleaseLeases(e.ctx, []string{"l1"}, "A"); err != nil {
 		t.Fatalf("ReleaseLease of an absent lease: %v", err)
 	}
 
@@ -633,7 +633,7 @@ func TestReleaseLease(t *testing.T) {
 func TestTryLeases(t *testing.T) {
 	e := newEnv(t)
 	e.set("taken", "B", time.Minute)
-	won, err := e.store.TryLeases(e.ctx, []string{"free", "taken"}, "A", 2*time.Second)
+	won, err := e.store.TryLeases(e.ctx, []string{"free", "taken"}, LeaseRequest{Token: "A", TTL: 2 * time.Second})
 	if err != nil || len(won) != 2 || !won[0] || won[1] {
 		t.Fatalf("TryLeases = %v, %v; want [true false]", won, err)
 	}
@@ -726,7 +726,7 @@ func TestBumpFromClock(t *testing.T) {
 			e.set(key, preset, 0)
 		}
 		before := e.serverMs()
-		v, err := e.store.Bump(e.ctx, key, channel, prefix)
+		v, err := e.store.Bump(e.ctx, key, prefix)
 		after := e.serverMs()
 		if err != nil {
 			t.Fatalf("%s: Bump: %v", name, err)
@@ -746,7 +746,7 @@ func TestBumpFromClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 20; i++ {
-		v, err := e.store.Bump(e.ctx, key, channel, prefix)
+		v, err := e.store.Bump(e.ctx, key, prefix)
 		if err != nil || v <= prev {
 			t.Fatalf("Bump = %d, %v; want > %d", v, err, prev)
 		}
@@ -775,7 +775,7 @@ func TestBumpAboveClock(t *testing.T) {
 		key := keys.VersionKey("ns", group)
 		prefix := bumpPrefix(t, node, group)
 		e.set(key, strconv.FormatUint(want-1, 10), 0)
-		v, err := e.store.Bump(e.ctx, key, channel, prefix)
+		v, err := e.store.Bump(e.ctx, key, prefix)
 		if err != nil || v != want {
 			t.Fatalf("Bump from %d = %d, %v; want %d", want-1, v, err, want)
 		}
@@ -805,7 +805,7 @@ func TestScriptsSurviveFlush(t *testing.T) {
 		e.pipes.take()
 	}
 	// Load the scripts first, so the flush really removes something.
-	if err := e.store.Delete(e.ctx, channel, []DeleteBatch{{Keys: []string{"x"}}, {Keys: []string{"y"}}}); err != nil {
+	if err := e.store.Delete(e.ctx, []DeleteBatch{{Keys: []string{"x"}}, {Keys: []string{"y"}}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"a", "b"} {
@@ -813,7 +813,7 @@ func TestScriptsSurviveFlush(t *testing.T) {
 	}
 
 	flush()
-	err := e.store.Delete(e.ctx, channel, []DeleteBatch{
+	err := e.store.Delete(e.ctx, []DeleteBatch{
 		{Keys: []string{"a"}, Msg: []byte("m1")},
 		{Keys: []string{"b"}, Msg: []byte("m2")},
 	})
@@ -828,14 +828,14 @@ func TestScriptsSurviveFlush(t *testing.T) {
 
 	flush()
 	ls := []Lease{{Key: "a", Lease: keys.LeaseKey("a")}, {Key: "b", Lease: keys.LeaseKey("b")}}
-	got, err := e.store.GetOrLease(e.ctx, ls, "A", time.Minute, nowMs())
+	got, err := e.store.GetOrLease(e.ctx, ls, LeaseRequest{Token: "A", TTL: time.Minute, Now: UnixMilli(nowMs())})
 	if err != nil || len(got) != 2 || got[0].State != Won || got[1].State != Won {
 		t.Fatalf("GetOrLease after SCRIPT FLUSH = %+v, %v; want Won twice", got, err)
 	}
 	e.expectPipes([]string{"evalsha", "eval"}, []int{2, 2})
 
 	flush()
-	stored, err := e.store.FillLeased(e.ctx, "A", []Filled{
+	stored, err := e.store.FillLeased(e.ctx, "A", []Write{
 		{Key: "a", Lease: ls[0].Lease, Env: []byte("A"), TTL: time.Minute},
 		{Key: "b", Lease: ls[1].Lease, Env: []byte("B"), TTL: time.Minute},
 	})
@@ -855,7 +855,7 @@ func TestScriptsSurviveFlush(t *testing.T) {
 
 	// The single-script path (Script.Run) falls back to EVAL by itself.
 	flush()
-	if err := e.store.Set(e.ctx, "c", keys.LeaseKey("c"), []byte("v"), time.Minute, channel, []byte("m3")); err != nil {
+	if err := e.store.Set(e.ctx, Write{Key: "c", Lease: keys.LeaseKey("c"), Env: []byte("v"), TTL: time.Minute, Msg: []byte("m3")}); err != nil {
 		t.Fatalf("Set after SCRIPT FLUSH: %v", err)
 	}
 	sub.expect([]byte("m3"))
@@ -869,7 +869,7 @@ func TestScriptsSurviveFlush(t *testing.T) {
 // once the client has reconnected, pipelined scripts work again.
 func TestScriptsSurviveRestart(t *testing.T) {
 	e := newEnv(t)
-	if err := e.store.Delete(e.ctx, channel, []DeleteBatch{{Keys: []string{"x"}}, {Keys: []string{"y"}}}); err != nil {
+	if err := e.store.Delete(e.ctx, []DeleteBatch{{Keys: []string{"x"}}, {Keys: []string{"y"}}}); err != nil {
 		t.Fatal(err)
 	}
 	e.srv.Restart(t)
@@ -884,14 +884,14 @@ func TestScriptsSurviveRestart(t *testing.T) {
 	}
 	e.set("a", "x", 0)
 	e.set("b", "x", 0)
-	if err := e.store.Delete(e.ctx, channel, []DeleteBatch{{Keys: []string{"a"}}, {Keys: []string{"b"}}}); err != nil {
+	if err := e.store.Delete(e.ctx, []DeleteBatch{{Keys: []string{"a"}}, {Keys: []string{"b"}}}); err != nil {
 		t.Fatalf("Delete after restart: %v", err)
 	}
 	if e.get("a") != "<nil>" || e.get("b") != "<nil>" {
 		t.Fatalf("Delete after restart left keys behind")
 	}
 	ls := []Lease{{Key: "a", Lease: keys.LeaseKey("a")}, {Key: "b", Lease: keys.LeaseKey("b")}}
-	if got, err := e.store.GetOrLease(e.ctx, ls, "A", time.Minute, nowMs()); err != nil || got[0].State != Won || got[1].State != Won {
+	if got, err := e.store.GetOrLease(e.ctx, ls, LeaseRequest{Token: "A", TTL: time.Minute, Now: UnixMilli(nowMs())}); err != nil || got[0].State != Won || got[1].State != Won {
 		t.Fatalf("GetOrLease after restart = %+v, %v; want Won twice", got, err)
 	}
 }

@@ -1,21 +1,25 @@
 package clock
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Source is a monotonic time source in nanoseconds. Both Coarse and Manual
-// satisfy it.
-type Source interface {
-	Now() int64
-}
+// Time is a reading of a Coarse clock: nanoseconds since the clock started,
+// on the monotonic clock. Only readings of the same clock compare; the type
+// keeps them apart from wall times and from durations.
+type Time int64
 
-var (
-	_ Source = (*Coarse)(nil)
-	_ Source = (*Manual)(nil)
-)
+// Add returns t moved by d.
+func (t Time) Add(d time.Duration) Time { return t + Time(d) }
+
+// Sub returns the duration t-u.
+func (t Time) Sub(u Time) time.Duration { return time.Duration(t - u) }
+
+// Never is a Time later than every reading.
+const Never = Time(math.MaxInt64)
 
 // DefaultResolution is the tick of a Coarse clock created with a
 // non-positive resolution.
@@ -29,7 +33,7 @@ const DefaultResolution = time.Millisecond
 // Create a Coarse with NewCoarse and call Stop when done. All methods are
 // safe for concurrent use.
 type Coarse struct {
-	now   atomic.Int64
+	now   atomic.Int64 // a Time
 	start time.Time
 	stop  chan struct{}
 	done  chan struct{}
@@ -67,25 +71,31 @@ func (c *Coarse) run(resolution time.Duration) {
 
 // Now returns the last stored time: nanoseconds since the clock started,
 // behind real time by at most about one resolution.
-func (c *Coarse) Now() int64 {
-	return c.now.Load()
+func (c *Coarse) Now() Time {
+	return Time(c.now.Load())
 }
 
 // Precise reads the monotonic clock, stores the result so that later Now
 // calls see it, and returns it. It still works after Stop.
-func (c *Coarse) Precise() int64 {
+func (c *Coarse) Precise() Time {
 	t := int64(time.Since(c.start))
 	// Only move forward: the ticker and callers of Precise race, and a store
 	// of an older reading would make Now go backwards.
 	for {
 		old := c.now.Load()
 		if t <= old {
-			return old
+			return Time(old)
 		}
 		if c.now.CompareAndSwap(old, t) {
-			return t
+			return Time(t)
 		}
 	}
+}
+
+// At converts a wall time (one read from another process, say) into the
+// reading this clock had, or will have, at that instant.
+func (c *Coarse) At(wall time.Time) Time {
+	return Time(wall.Round(0).Sub(c.start.Round(0)))
 }
 
 // Stop stops the background goroutine and waits for it to exit. After Stop,
@@ -94,25 +104,4 @@ func (c *Coarse) Precise() int64 {
 func (c *Coarse) Stop() {
 	c.once.Do(func() { close(c.stop) })
 	<-c.done
-}
-
-// Manual is a clock for tests: Now returns what Set and Advance put there.
-// The zero value is ready to use and reads 0. It is safe for concurrent use.
-type Manual struct {
-	now atomic.Int64
-}
-
-// Now returns the current manual time in nanoseconds.
-func (m *Manual) Now() int64 {
-	return m.now.Load()
-}
-
-// Set sets the manual time to ns nanoseconds.
-func (m *Manual) Set(ns int64) {
-	m.now.Store(ns)
-}
-
-// Advance moves the manual time by d (backwards if d is negative).
-func (m *Manual) Advance(d time.Duration) {
-	m.now.Add(int64(d))
 }

@@ -47,15 +47,15 @@ func TestCoarseMonotonic(t *testing.T) {
 	// Readers check Now never goes back while others call Precise, which
 	// races with the ticker's stores.
 	var wg sync.WaitGroup
-	errs := make(chan int64, 8)
+	errs := make(chan Time, 8)
 	for g := 0; g < 4; g++ {
 		precise := g%2 == 0
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			last := int64(-1)
+			last := Time(-1)
 			for i := 0; i < 50_000; i++ {
-				var v int64
+				var v Time
 				if precise && i%8 == 0 {
 					v = c.Precise()
 				} else {
@@ -137,43 +137,22 @@ func TestCoarseStop(t *testing.T) {
 func TestCoarseNowDoesNotAllocate(t *testing.T) {
 	c := NewCoarse(time.Millisecond)
 	defer c.Stop()
-	var s Source = c
-	if n := testing.AllocsPerRun(1000, func() { _ = s.Now() }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { _ = c.Now() }); n != 0 {
 		t.Fatalf("Now allocates %v times, want 0", n)
 	}
 }
 
-func TestManual(t *testing.T) {
-	var m Manual
-	if m.Now() != 0 {
-		t.Fatalf("zero Manual reads %d", m.Now())
+func TestAtConvertsWallTimes(t *testing.T) {
+	c := NewCoarse(time.Millisecond)
+	defer c.Stop()
+	before := c.Precise()
+	at := c.At(time.Now().Add(time.Hour))
+	after := c.Precise()
+	if at < before.Add(time.Hour) || at > after.Add(time.Hour) {
+		t.Fatalf("At(now+1h) = %d, want within [%d, %d]", at, before.Add(time.Hour), after.Add(time.Hour))
 	}
-	m.Set(100)
-	if m.Now() != 100 {
-		t.Fatalf("after Set(100): %d", m.Now())
-	}
-	m.Advance(2 * time.Second)
-	if want := int64(100 + 2*time.Second); m.Now() != want {
-		t.Fatalf("after Advance(2s): %d, want %d", m.Now(), want)
-	}
-	m.Advance(-50)
-	if want := int64(50 + 2*time.Second); m.Now() != want {
-		t.Fatalf("after Advance(-50): %d, want %d", m.Now(), want)
-	}
-
-	var wg sync.WaitGroup
-	for i := 0; i < 10; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := 0; j < 1000; j++ {
-				m.Advance(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if want := int64(50+2*time.Second) + 10_000; m.Now() != want {
-		t.Fatalf("concurrent Advance: %d, want %d", m.Now(), want)
+	if got := c.At(time.UnixMilli(0)); got >= 0 {
+		t.Fatalf("At(1970) = %d, want a reading before the clock started", got)
 	}
 }
 

@@ -4,10 +4,10 @@
 // compare an entry's deadline against "roughly now". Coarse turns that into
 // one atomic load by letting a background goroutine advance a shared counter
 // every Resolution, at the cost of being up to one Resolution behind. Slow
-// paths that need exact time call Precise. Manual is a clock that tests move
-// by hand, so expiry can be tested without sleeping.
+// paths that need exact time call Precise.
 //
-// Times are int64 nanoseconds on a monotonic scale with an arbitrary origin
-// (the start of the clock), not wall time: only differences and comparisons
-// between values of the same clock are meaningful.
+// Readings are of type Time: nanoseconds on a monotonic scale with an
+// arbitrary origin (the start of the clock), not wall time. Only differences
+// and comparisons between readings of the same clock are meaningful; At
+// converts a wall time into a reading once, where it enters the process.
 package clock

@@ -1,6 +1,14 @@
-package keys
+package remote
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Topology: where keys live. On Redis Cluster every script must touch keys of
+// one hash slot, so batches of keys are grouped by slot; on a single server
+// (or behind Sentinel) there is one group.
 
 // SlotCount is the number of hash slots in a Redis Cluster.
 const SlotCount = 16384
@@ -41,4 +49,19 @@ func crc16(s string) uint16 {
 		crc = crc<<8 ^ crc16Table[byte(crc>>8)^s[i]]
 	}
 	return crc
+}
+
+// isCluster reports whether rdb spreads keys over slots.
+func isCluster(rdb redis.UniversalClient) bool {
+	_, ok := rdb.(*redis.ClusterClient)
+	return ok
+}
+
+// SlotOf returns the group key belongs to for one script: its Cluster hash
+// slot on Redis Cluster, 0 on a single server.
+func (s *Store) SlotOf(key string) uint16 {
+	if !s.cluster {
+		return 0
+	}
+	return Slot(key)
 }
