@@ -129,12 +129,12 @@ func BenchmarkPropagation(b *testing.B) {
 		}
 		<-arrived
 		// B caches the current value, then A overwrites it.
-		for kb.local.Ref(h, "k", c.clk.Now()) == nil {
+		for kb.local.Ref(h, "k", int64(c.clock.Now())) == nil {
 			if _, err := kb.Get(ctx, "k"); err != nil {
 				b.Fatal(err)
 			}
 		}
-		evicted := kb.st.evicted.Load()
+		evicted := kb.counters.peerInvalidations.Load()
 		b.StartTimer()
 		if err := ka.Set(ctx, "k", benchUser{ID: int64(i) + 1}); err != nil {
 			b.Fatal(err)
@@ -145,11 +145,11 @@ func BenchmarkPropagation(b *testing.B) {
 		case <-time.After(5 * time.Second):
 			b.Fatal("B never received the invalidation")
 		}
-		for kb.st.evicted.Load() == evicted { // the eviction follows the hook at once
+		for kb.counters.peerInvalidations.Load() == evicted { // the eviction follows the hook at once
 			runtime.Gosched()
 		}
 		lat = append(lat, time.Since(start))
-		if kb.local.Ref(h, "k", c.clk.Now()) != nil {
+		if kb.local.Ref(h, "k", int64(c.clock.Now())) != nil {
 			b.Fatal("B still holds the old value after applying the invalidation")
 		}
 	}
@@ -185,7 +185,7 @@ func BenchmarkInvalidationThroughput(b *testing.B) {
 		ids[i] = "id-" + strconv.Itoa(i)
 	}
 	ctx := context.Background()
-	before := kr.Stats().Evicted
+	before := kr.Stats().PeerInvalidations
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -205,15 +205,15 @@ func BenchmarkInvalidationThroughput(b *testing.B) {
 	wg.Wait()
 	want := uint64(2 * b.N * len(ids))
 	deadline := time.Now().Add(30 * time.Second)
-	for kr.Stats().Evicted-before < want && r.Stats().Resubscriptions == 0 {
+	for kr.Stats().PeerInvalidations-before < want && r.Stats().Resubscriptions == 0 {
 		if time.Now().After(deadline) {
-			b.Fatalf("receiver applied %d of %d keys and was not disconnected: it fell behind silently", kr.Stats().Evicted-before, want)
+			b.Fatalf("receiver applied %d of %d keys and was not disconnected: it fell behind silently", kr.Stats().PeerInvalidations-before, want)
 		}
 		time.Sleep(time.Millisecond)
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	b.ReportMetric(float64(kr.Stats().Evicted-before)/elapsed.Seconds(), "keys/s")
+	b.ReportMetric(float64(kr.Stats().PeerInvalidations-before)/elapsed.Seconds(), "keys/s")
 	b.ReportMetric(float64(r.Stats().Resubscriptions), "resubscriptions")
 }
 

@@ -261,7 +261,7 @@ func TestFlushRacingFillLeavesNoPreFlushData(t *testing.T) {
 	if err := k.Set(ctx, "1", user{Name: "v1"}); err != nil {
 		t.Fatal(err)
 	}
-	k.flush()
+	k.flush(false)
 	done := make(chan struct{})
 	go func() { _, _ = k.Get(context.Background(), "1"); close(done) }()
 	<-atFill

@@ -1,5 +1,9 @@
 package tiered
 
+// The Client: what every keyspace of a process shares (the Redis tier, the
+// invalidation bus, the clock, the logger, background work), its lifetime
+// and its registry of keyspaces.
+
 import (
 	"context"
 	"encoding/binary"
@@ -21,17 +25,18 @@ import (
 // invalidation bus, the clock and the logger. Create one per process (per
 // Redis deployment) with NewClient and Close it on shutdown.
 type Client struct {
-	opts  Options
-	store *remote.Store
-	log   *zap.Logger // debug events
-	warn  *zap.Logger // warnings, sampled: at most one per message per second
-	clk   *clock.Coarse
-	pub   invalidation.Publisher
-	bus   *invalidation.Bus
+	options   Options
+	store     *remote.Store
+	log       *zap.Logger // debug events and state transitions
+	warn      *zap.Logger // warnings, sampled: at most one per message per second
+	clock     *clock.Coarse
+	publisher invalidation.Publisher
+	bus       *invalidation.Bus
+	breaker   *breaker.Breaker
 
-	// serveUntil is the clock time until which local entries may be served:
-	// extended by every proof of life of the bus, cut on disconnect.
-	serveUntil atomic.Int64
+	// busAliveUntil is the clock.Time until which local entries may be
+	// served (see serveUntil).
+	busAliveUntil atomic.Int64
 
 	ctx    context.Context // cancelled by Close; parent of shared loads
 	cancel context.CancelFunc
@@ -45,11 +50,9 @@ type Client struct {
 
 	leaseSeq atomic.Uint64
 	refreshQ chan func(context.Context)
+	replay   replayQueue
 
 	sent, applied, unknown, flushes, resubs atomic.Uint64
-
-	br     *breaker.Breaker
-	replay replayQueue
 
 	hooks *testHooks // nil outside tests
 }
@@ -57,10 +60,9 @@ type Client struct {
 // space is what the Client needs of a Keyspace[V], whatever V.
 type space interface {
 	evict(ids []string)
-	bump(groups []string, versions []uint64)
-	flush()
-	reset()
-	replay(ctx context.Context, ids, groups []string, wholeKeyspace bool) int
+	raiseVersions(groups []string, versions []uint64)
+	flush(forgetEpoch bool)
+	replay(ctx context.Context, r replayItems) int
 }
 
 // NewClient starts a Client: its clock and its invalidation bus. It does not
@@ -76,18 +78,20 @@ func NewClient(opts Options) (*Client, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
-		opts:   opts,
-		log:    opts.Logger.Named("tiercache"),
-		clk:    clock.NewCoarse(time.Millisecond),
-		pub:    invalidation.Publisher{Node: node},
-		ctx:    ctx,
-		cancel: cancel,
-		spaces: make(map[string]space),
-		hooks:  opts.hooks,
+		options:   opts,
+		log:       opts.Logger.Named("tiercache"),
+		clock:     clock.NewCoarse(time.Millisecond),
+		publisher: invalidation.Publisher{Node: node},
+		ctx:       ctx,
+		cancel:    cancel,
+		spaces:    make(map[string]space),
+		hooks:     opts.hooks,
 	}
 	c.replay.max = opts.ReplayQueue
-	c.br = c.newBreaker()
-	c.store = remote.NewStore(opts.Redis, c.br)
+	c.breaker = c.newBreaker()
+	c.store = remote.NewStore(opts.Redis, remote.Options{
+		Guard: c.breaker, Channel: opts.Channel, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
+	})
 	c.warn = c.log.WithOptions(zap.WrapCore(func(core zapcore.Core) zapcore.Core {
 		return zapcore.NewSamplerWithOptions(core, time.Second, 1, 0)
 	}))
@@ -108,28 +112,28 @@ func (c *Client) Close() error {
 		c.bgMu.Lock()
 		c.closed.Store(true)
 		c.bgMu.Unlock()
-		c.serveUntil.Store(0)
+		c.busAliveUntil.Store(0)
 		c.cancel()
 		c.bus.Close()
 		c.bg.Wait()
-		c.clk.Stop()
+		c.clock.Stop()
 	})
 	return nil
 }
 
 // Node returns this Client's random node id (hex), the origin of the
 // invalidations it publishes.
-func (c *Client) Node() string { return c.pub.Node.String() }
+func (c *Client) Node() string { return c.publisher.Node.String() }
 
 // Ready reports whether the bus is subscribed and healthy, i.e. whether the
 // local tier is being served.
-func (c *Client) Ready() bool { return c.clk.Precise() < c.serveUntil.Load() }
+func (c *Client) Ready() bool { return c.clock.Precise() < c.serveUntil() }
 
 // FlushLocal drops every local entry of every keyspace in every process
-// sharing the channel (Redis is left as it is).
+// sharing the channel; Redis is left as it is.
 func (c *Client) FlushLocal(ctx context.Context) error {
-	c.flushAll()
-	msg, err := c.pub.FlushMessage("")
+	c.flushSpaces(false)
+	msg, err := c.publisher.FlushMessage("")
 	if err == nil {
 		err = c.publish(ctx, msg)
 	}
@@ -143,9 +147,7 @@ func (c *Client) publish(ctx context.Context, msg []byte) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.opts.WriteTimeout)
-	defer cancel()
-	if err := c.store.Publish(ctx, c.opts.Channel, msg); err != nil {
+	if err := c.store.Publish(ctx, msg); err != nil {
 		return err
 	}
 	c.sent.Add(1)
@@ -171,27 +173,13 @@ func (c *Client) space(name string) space {
 	return c.spaces[name]
 }
 
-func (c *Client) flushAll() {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	for _, s := range c.spaces {
-		s.flush()
-	}
-	c.flushes.Add(1)
-}
-
 // leaseToken returns a token no other lease holder anywhere uses: this
 // node's random id and a counter.
 func (c *Client) leaseToken() string {
 	var b [24]byte
-	copy(b[:16], c.pub.Node[:])
+	copy(b[:16], c.publisher.Node[:])
 	binary.BigEndian.PutUint64(b[16:], c.leaseSeq.Add(1))
 	return string(b[:])
-}
-
-// redisCtx bounds one Redis call; an earlier caller deadline wins.
-func (c *Client) redisCtx(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, d)
 }
 
 // loadCtx is the context of a load shared by several callers: it keeps the
@@ -201,23 +189,6 @@ func (c *Client) loadCtx(ctx context.Context, d time.Duration) (context.Context,
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
 	stop := context.AfterFunc(c.ctx, cancel)
 	return lctx, func() { stop(); cancel() }
-}
-
-// busHandler adapts the Client to invalidation.Handler.
-type busHandler struct{ c *Client }
-
-func (h busHandler) Subscribed(first bool) {
-	// Flush on the first subscription too: entries filled before it may
-	// have missed invalidations published before we listened.
-	h.c.resetAll()
-	if !first {
-		h.c.resubs.Add(1)
-		h.c.log.Debug("invalidation bus resubscribed; local tiers flushed")
-	}
-	// Redis answers again: send what could not be sent, and load the
-	// scripts (a restarted or new server has none).
-	h.c.startReplay()
-	h.c.loadScripts()
 }
 
 // spawn runs f on a goroutine that Close waits for, unless the Client is
@@ -238,7 +209,7 @@ func (c *Client) spawn(f func()) bool {
 
 func (c *Client) loadScripts() {
 	c.spawn(func() {
-		ctx, cancel := context.WithTimeout(c.ctx, c.opts.WriteTimeout)
+		ctx, cancel := context.WithTimeout(c.ctx, c.options.WriteTimeout)
 		defer cancel()
 		if err := c.store.LoadScripts(ctx); err != nil {
 			c.log.Debug("loading scripts failed; they load on first use", zap.Error(err))
@@ -246,100 +217,17 @@ func (c *Client) loadScripts() {
 	})
 }
 
-func (h busHandler) Alive() {
-	h.c.serveUntil.Store(h.c.clk.Precise() + int64(h.c.opts.BusTimeout))
-}
-
-func (h busHandler) Down(err error) {
-	// Invalidations may be lost from now on: stop serving local entries at
-	// once; the next subscription flushes and resumes.
-	h.c.serveUntil.Store(0)
-	if hk := h.c.hooks; hk != nil && hk.busDown != nil {
-		hk.busDown()
-	}
-	h.c.warn.Warn("invalidation bus disconnected; serving from Redis until it is back", zap.Error(err))
-}
-
-func (h busHandler) Message(m *invalidation.Message) {
-	c := h.c
-	if c.hooks != nil && c.hooks.onMessage != nil {
-		c.hooks.onMessage(m)
-	}
-	if m.Kind == invalidation.KindFlushAll {
-		c.flushAll()
-		c.applied.Add(1)
-		return
-	}
-	s := c.space(m.Keyspace)
-	if s == nil {
-		c.unknown.Add(1) // another service's keyspace on a shared channel
-		return
-	}
-	switch m.Kind {
-	case invalidation.KindKeys:
-		s.evict(m.Keys)
-	case invalidation.KindBump:
-		s.bump(m.Keys, m.Versions)
-	case invalidation.KindFlush:
-		s.flush()
-		c.flushes.Add(1)
-	}
-	c.applied.Add(1)
-}
-
-// ClientStats are the Client-wide counters (the bus's).
-type ClientStats struct {
-	InvalidationsSent     uint64        // messages published by this Client
-	InvalidationsReceived uint64        // messages read from the channel, own included
-	InvalidationsApplied  uint64        // messages from peers acted upon
-	IgnoredOwn            uint64        // this Client's own messages, ignored
-	IgnoredMalformed      uint64        // foreign, malformed or future-version messages
-	IgnoredUnknown        uint64        // messages for keyspaces this Client does not have
-	Resubscriptions       uint64        // subscriptions after the first (each flushed the local tiers)
-	Flushes               uint64        // local flushes of all keyspaces (resubscriptions, FlushLocal) or one
-	BusDisconnects        uint64        // connection failures or dead connections seen by the bus
-	SinceHealthy          time.Duration // time since the bus last proved alive (0 if never)
-	BreakerState          string        // "closed", "open" or "half-open"
-	BreakerOpens          uint64        // times the circuit breaker opened
-	BreakerRejected       uint64        // Redis calls refused at once by the open breaker
-	Degraded              time.Duration // total time the breaker was not closed
-	ReplayQueued          uint64        // invalidations queued because Redis was unreachable (again on each failed replay)
-	Replayed              uint64        // queued invalidations sent again
-	ReplayOverflows       uint64        // times a keyspace's queue overflowed (its epoch is bumped instead)
-	ReplayPending         int           // invalidations waiting or being replayed now
-}
-
-// Stats returns the Client's counters.
-func (c *Client) Stats() ClientStats {
-	b := c.bus.Stats()
-	s := ClientStats{
-		InvalidationsSent:     c.sent.Load(),
-		InvalidationsReceived: b.Received,
-		InvalidationsApplied:  c.applied.Load(),
-		IgnoredOwn:            b.Own,
-		IgnoredMalformed:      b.Malformed,
-		IgnoredUnknown:        c.unknown.Load(),
-		Resubscriptions:       c.resubs.Load(),
-		Flushes:               c.flushes.Load(),
-		BusDisconnects:        b.Disconnects,
-	}
-	bs := c.br.Stats()
-	s.BreakerState = c.br.State().String()
-	s.BreakerOpens, s.BreakerRejected, s.Degraded = bs.Opens, bs.Rejected, bs.OpenTime
-	c.replay.mu.Lock()
-	s.ReplayQueued, s.Replayed, s.ReplayOverflows = c.replay.queued, c.replay.replayed, c.replay.overflows
-	s.ReplayPending = c.replay.n + c.replay.inflight
-	c.replay.mu.Unlock()
-	if b.LastHealthyNano > 0 {
-		s.SinceHealthy = time.Since(time.Unix(0, b.LastHealthyNano))
-	}
-	return s
+// redisError counts a failed Redis call of a keyspace and logs it
+// (rate-limited).
+func (k *Keyspace[V]) redisError(op, key string, err error) {
+	k.counters.redisErrors.Add(1)
+	k.client.warn.Warn("redis "+op+" failed; serving from the loader", zap.String("key", key), zap.Error(err))
 }
 
 // testHooks let tests stop the cache at exact points to force races.
 type testHooks struct {
 	hash            func(id string) uint64
-	beforeLocalFill func(keyspace, id string) // after a Redis read, before the local fill
+	beforeLocalFill func(keyspace, id string) // after a Redis read or fill, before the local fill
 	beforeRedisFill func(keyspace, id string) // after a load, before the leased Redis fill
 	onMessage       func(m *invalidation.Message)
 	rand            func() float64 // XFetch's random draw

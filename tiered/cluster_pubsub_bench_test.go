@@ -10,7 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/internal/redistest"
-	"github.com/tiercache/tiercache/keys"
+	"github.com/tiercache/tiercache/remote"
 )
 
 // Invalidations on a Redis Cluster: plain Pub/Sub, what the bus uses,
@@ -46,7 +46,7 @@ const slowBus = 10 * time.Millisecond
 // reply counted it); over-10ms, the messages that took longer than that.
 func BenchmarkClusterBusPublish(b *testing.B) {
 	cl := redistest.StartCluster(b)
-	owner := cl.NodeForSlot(b, int(keys.Slot(defaultChannel)))
+	owner := cl.NodeForSlot(b, int(remote.Slot(defaultChannel)))
 	var other string
 	for _, m := range cl.Masters(b) {
 		if m != owner {

@@ -69,7 +69,7 @@ func clusterBackend(t testing.TB, args ...string) backend {
 			o.ContextTimeoutEnabled = ctxDeadlines
 			return redis.NewClusterClient(o)
 		},
-		nodeOf:     func(t testing.TB, key string) string { return cl.NodeForSlot(t, int(keys.Slot(key))) },
+		nodeOf:     func(t testing.TB, key string) string { return cl.NodeForSlot(t, int(remote.Slot(key))) },
 		killPubSub: func(t testing.TB) int { return cl.KillClients(t, "TYPE", "pubsub") },
 		cluster:    cl,
 	}
@@ -81,7 +81,7 @@ func (b backend) slotOf(key string) uint16 {
 	if b.cluster == nil {
 		return 0
 	}
-	return keys.Slot(key)
+	return remote.Slot(key)
 }
 
 // client returns a Client over a new go-redis client of b. trips, if not
@@ -265,7 +265,7 @@ func spread(t testing.TB, b backend, ns string, n int) (ids []string, slots, nod
 	for i := 0; i < n; i++ {
 		id := fmt.Sprint(i)
 		ids = append(ids, id)
-		s[keys.Slot(keys.Key(ns, id))] = true
+		s[remote.Slot(keys.Key(ns, id))] = true
 		nd[b.nodeOf(t, keys.Key(ns, id))] = true
 	}
 	return ids, len(s), len(nd)
@@ -288,9 +288,9 @@ func checkGetMany(t *testing.T, b backend) {
 			t.Fatal(err)
 		}
 	}
-	k.flush()
+	k.flush(false)
 	mustGet(t, k, ids[0]) // the keyspace's epoch is known from here on
-	k.flush()
+	k.flush(false)
 	trips.reset()
 	m, err := k.GetMany(ctx, ids)
 	if err != nil || len(m) != len(ids) {
@@ -344,7 +344,7 @@ func checkDeleteMany(t *testing.T, b backend) {
 	for _, id := range ids {
 		db.put(id, "new")
 	}
-	sent, evicted := a.Stats().InvalidationsSent, kc.Stats().Evicted
+	sent, evicted := a.Stats().InvalidationsSent, kc.Stats().PeerInvalidations
 	trips.reset()
 	if err := ka.Delete(ctx, ids...); err != nil {
 		t.Fatal(err)
@@ -369,7 +369,7 @@ func checkDeleteMany(t *testing.T, b backend) {
 	eventually(t, 5*time.Second, "the peer applies every batch", func() bool {
 		return c.Stats().InvalidationsApplied == a.Stats().InvalidationsSent // only a publishes
 	})
-	if n := kc.Stats().Evicted - evicted; n != uint64(len(ids)) {
+	if n := kc.Stats().PeerInvalidations - evicted; n != uint64(len(ids)) {
 		t.Fatalf("the peer evicted %d ids, want %d", n, len(ids))
 	}
 	for _, id := range ids {

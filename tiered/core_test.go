@@ -173,10 +173,10 @@ func TestCorruptBytesInRedisAreAMiss(t *testing.T) {
 	raw := srv.Client(t)
 	ctx := ctxT(t)
 
-	valid := remote.AppendEnvelope(nil, &remote.Envelope{FreshUntilMs: time.Now().Add(time.Hour).UnixMilli(), Payload: []byte(`{"id":"1","name":"old"}`)})
+	valid := remote.AppendEnvelope(nil, &remote.Envelope{FreshUntil: remote.ToUnixMilli(time.Now().Add(time.Hour)), Payload: []byte(`{"id":"1","name":"old"}`)})
 	flipped := append([]byte(nil), valid...)
 	flipped[len(flipped)/2] ^= 0x40
-	badJSON := remote.AppendEnvelope(nil, &remote.Envelope{FreshUntilMs: time.Now().Add(time.Hour).UnixMilli(), Payload: []byte(`{"id":`)})
+	badJSON := remote.AppendEnvelope(nil, &remote.Envelope{FreshUntil: remote.ToUnixMilli(time.Now().Add(time.Hour)), Payload: []byte(`{"id":`)})
 	cases := map[string][]byte{
 		"foreign":   []byte("hello, I am somebody else's value"),
 		"truncated": valid[:len(valid)-3],
@@ -191,7 +191,7 @@ func TestCorruptBytesInRedisAreAMiss(t *testing.T) {
 		if err := raw.Set(ctx, "user:1", b, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
-		c.flushAll()
+		c.flushSpaces(false)
 		got, err := k.Get(ctx, "1")
 		if err != nil || got.Name != "one" {
 			t.Fatalf("%s: Get = %+v, %v; want the loader's value", name, got, err)
@@ -355,7 +355,7 @@ func TestGetManyOneRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	k.flush()
+	k.flush(false)
 	hook.reset()
 	m, err := k.GetMany(ctx, ids)
 	if err != nil || len(m) != 100 {
@@ -493,7 +493,7 @@ func TestRawCodecs(t *testing.T) {
 	if err := ss.Set(ctx, "s", "héllo"); err != nil {
 		t.Fatal(err)
 	}
-	c.flushAll()
+	c.flushSpaces(false)
 	b, err := bs.Get(ctx, "b")
 	if err != nil || string(b) != "\x00\x01\x02\xff" {
 		t.Fatalf("[]byte round trip = %q, %v", b, err)

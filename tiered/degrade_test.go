@@ -33,7 +33,7 @@ func TestBreakerOpensAndFailsFast(t *testing.T) {
 	<-done // CLIENT PAUSE returns at once; Redis now stalls every command
 	var slow, fast int
 	for i := 0; i < 40 && c.Stats().BreakerState != "open"; i++ {
-		k.flush()
+		k.flush(false)
 		start := time.Now()
 		if u := mustGet(t, k, "1"); u.Name != "v1" {
 			t.Fatalf("Get during the pause = %+v", u)
@@ -49,7 +49,7 @@ func TestBreakerOpensAndFailsFast(t *testing.T) {
 		t.Fatalf("%d Gets waited for Redis before the breaker opened, want at most BreakerFailures (5)", slow)
 	}
 	for i := 0; i < 20; i++ {
-		k.flush()
+		k.flush(false)
 		start := time.Now()
 		mustGet(t, k, "1")
 		if time.Since(start) < 50*time.Millisecond {
@@ -64,7 +64,7 @@ func TestBreakerOpensAndFailsFast(t *testing.T) {
 	}
 	// After the pause, a probe closes the breaker again.
 	eventually(t, 10*time.Second, "breaker closes", func() bool {
-		k.flush()
+		k.flush(false)
 		mustGet(t, k, "1")
 		return c.Stats().BreakerState == "closed"
 	})

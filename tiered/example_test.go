@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -13,36 +14,40 @@ import (
 	"github.com/tiercache/tiercache/tiered"
 )
 
-type User struct {
-	ID   string
-	Name string
-}
-
-// users is the example's database.
-var users = map[string]User{"42": {ID: "42", Name: "Ada"}, "7": {ID: "7", Name: "Grace"}}
+// The examples read the Redis address from REDIS_ADDR (the tests start a
+// redis-server and set it), falling back to localhost:6379. Each one is
+// whole: copied into a program of its own, it compiles and runs.
 
 // Read-through: Get goes local tier -> Redis -> Loader, and caches the
 // Loader's answer in both tiers.
 func Example() {
-	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: tiered.ExampleRedisAddr})
-	defer rdb.Close()
+	type User struct{ ID, Name string }
+	db := map[string]User{"42": {ID: "42", Name: "Ada"}}
 
+	addr := os.Getenv("REDIS_ADDR")
+	if addr == "" {
+		addr = "localhost:6379"
+	}
+	// ContextTimeoutEnabled lets go-redis itself bound each call by its
+	// context: the fastest Redis path.
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	defer rdb.Close()
 	c, err := tiered.NewClient(tiered.Options{Redis: rdb})
 	if err != nil {
-		panic(err)
+		fmt.Println(err)
+		return
 	}
 	defer c.Close()
 
 	loads := 0
-	people, err := tiered.NewKeyspace(c, tiered.Config[User]{
+	users, err := tiered.NewKeyspace(c, tiered.Config[User]{
 		Name:        "example-user",
 		TTL:         time.Hour,
 		LocalTTL:    time.Minute,
 		NegativeTTL: 30 * time.Second,
 		Loader: func(ctx context.Context, id string) (User, error) {
 			loads++
-			u, ok := users[id]
+			u, ok := db[id]
 			if !ok {
 				return User{}, tiered.ErrNotFound
 			}
@@ -50,13 +55,15 @@ func Example() {
 		},
 	})
 	if err != nil {
-		panic(err)
+		fmt.Println(err)
+		return
 	}
+	ctx := context.Background()
 	for i := 0; i < 3; i++ {
-		u, err := people.Get(ctx, "42")
+		u, err := users.Get(ctx, "42")
 		fmt.Println(u.Name, err)
 	}
-	_, err = people.Get(ctx, "nobody")
+	_, err = users.Get(ctx, "nobody")
 	fmt.Println(errors.Is(err, tiered.ErrNotFound))
 	fmt.Println("loads:", loads)
 	// Output:
@@ -70,18 +77,36 @@ func Example() {
 // Write-through and explicit invalidation: Set and Delete change Redis,
 // this process's local tier, and (over Pub/Sub) every peer's.
 func ExampleKeyspace_Set() {
-	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: tiered.ExampleRedisAddr})
+	addr := os.Getenv("REDIS_ADDR")
+	if addr == "" {
+		addr = "localhost:6379"
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 	defer rdb.Close()
-	c, _ := tiered.NewClient(tiered.Options{Redis: rdb})
+	c, err := tiered.NewClient(tiered.Options{Redis: rdb})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer c.Close()
-	sessions, _ := tiered.NewKeyspace(c, tiered.Config[string]{Name: "example-session", TTL: 15 * time.Minute})
+	sessions, err := tiered.NewKeyspace(c, tiered.Config[string]{Name: "example-session", TTL: 15 * time.Minute})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 
-	_ = sessions.Set(ctx, "abc-def", "user:42")
+	ctx := context.Background()
+	if err := sessions.Set(ctx, "abc-def", "user:42"); err != nil {
+		fmt.Println(err)
+		return
+	}
 	s, err := sessions.Get(ctx, "abc-def")
 	fmt.Println(s, err)
 
-	_ = sessions.Delete(ctx, "abc-def")
+	if err := sessions.Delete(ctx, "abc-def"); err != nil {
+		fmt.Println(err)
+		return
+	}
 	_, err = sessions.Get(ctx, "abc-def")
 	fmt.Println(err)
 	// Output:
@@ -92,24 +117,38 @@ func ExampleKeyspace_Set() {
 // GetMany answers from the local tier, then one pipelined Redis round
 // trip, then one BatchLoader call for what is left.
 func ExampleKeyspace_GetMany() {
-	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: tiered.ExampleRedisAddr})
+	type User struct{ ID, Name string }
+	db := map[string]User{"42": {ID: "42", Name: "Ada"}, "7": {ID: "7", Name: "Grace"}}
+
+	addr := os.Getenv("REDIS_ADDR")
+	if addr == "" {
+		addr = "localhost:6379"
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 	defer rdb.Close()
-	c, _ := tiered.NewClient(tiered.Options{Redis: rdb})
+	c, err := tiered.NewClient(tiered.Options{Redis: rdb})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer c.Close()
-	people, _ := tiered.NewKeyspace(c, tiered.Config[User]{
+	users, err := tiered.NewKeyspace(c, tiered.Config[User]{
 		Name: "example-batch",
 		BatchLoader: func(ctx context.Context, ids []string) (map[string]User, error) {
 			out := map[string]User{}
 			for _, id := range ids {
-				if u, ok := users[id]; ok {
+				if u, ok := db[id]; ok {
 					out[id] = u
 				}
 			}
 			return out, nil
 		},
 	})
-	m, err := people.GetMany(ctx, []string{"42", "7", "missing"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	m, err := users.GetMany(context.Background(), []string{"42", "7", "missing"})
 	fmt.Println(len(m), m["42"].Name, m["7"].Name, err)
 	// Output:
 	// 2 Ada Grace <nil>
@@ -118,47 +157,74 @@ func ExampleKeyspace_GetMany() {
 // Version groups (the caching guide's generation keys): one call makes
 // every key of a group unreachable, in Redis and in every process.
 func ExampleKeyspace_InvalidateGroup() {
-	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: tiered.ExampleRedisAddr})
+	addr := os.Getenv("REDIS_ADDR")
+	if addr == "" {
+		addr = "localhost:6379"
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 	defer rdb.Close()
-	c, _ := tiered.NewClient(tiered.Options{Redis: rdb})
+	c, err := tiered.NewClient(tiered.Options{Redis: rdb})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer c.Close()
 	prices := map[string]int{"books/1": 500, "books/2": 900}
-	products, _ := tiered.NewKeyspace(c, tiered.Config[int]{
+	products, err := tiered.NewKeyspace(c, tiered.Config[int]{
 		Name:  "example-price",
 		Group: func(id string) string { return strings.SplitN(id, "/", 2)[0] },
 		Loader: func(ctx context.Context, id string) (int, error) {
 			return prices[id], nil
 		},
 	})
-	p, _ := products.Get(ctx, "books/1")
-	fmt.Println(p)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx := context.Background()
+	p, err := products.Get(ctx, "books/1")
+	fmt.Println(p, err)
 
 	prices["books/1"], prices["books/2"] = 550, 990 // a price change for the whole category
-	_ = products.InvalidateGroup(ctx, "books")
-	p, _ = products.Get(ctx, "books/1")
-	fmt.Println(p)
+	if err := products.InvalidateGroup(ctx, "books"); err != nil {
+		fmt.Println(err)
+		return
+	}
+	p, err = products.Get(ctx, "books/1")
+	fmt.Println(p, err)
 	// Output:
-	// 500
-	// 550
+	// 500 <nil>
+	// 550 <nil>
 }
 
 // Unbounded user input (a search query) is hashed before it becomes a key.
 func ExampleKeyspace_Get_hashedKey() {
-	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: tiered.ExampleRedisAddr})
+	addr := os.Getenv("REDIS_ADDR")
+	if addr == "" {
+		addr = "localhost:6379"
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 	defer rdb.Close()
-	c, _ := tiered.NewClient(tiered.Options{Redis: rdb})
+	c, err := tiered.NewClient(tiered.Options{Redis: rdb})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer c.Close()
-	search, _ := tiered.NewKeyspace(c, tiered.Config[[]string]{
+	search, err := tiered.NewKeyspace(c, tiered.Config[[]string]{
 		Name: "example-search",
 		Loader: func(ctx context.Context, id string) ([]string, error) {
 			return []string{"red lamp", "red chair"}, nil
 		},
 	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	query := "  Red   things for the living room, under $50 "
-	hits, _ := search.Get(ctx, keys.Hash(strings.ToLower(strings.Join(strings.Fields(query), " "))))
-	fmt.Println(hits)
+	id := keys.Hash(strings.ToLower(strings.Join(strings.Fields(query), " ")))
+	hits, err := search.Get(context.Background(), id)
+	fmt.Println(hits, err)
 	// Output:
-	// [red lamp red chair]
+	// [red lamp red chair] <nil>
 }

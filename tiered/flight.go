@@ -1,5 +1,7 @@
 package tiered
 
+// Coalescing of concurrent misses of one id in one process.
+
 import "sync"
 
 // flights coalesces concurrent misses of one id in one process. Unlike
@@ -13,9 +15,9 @@ type flights[V any] struct {
 }
 
 type flight[V any] struct {
-	done chan struct{}
-	l    loaded[V]
-	err  error
+	done   chan struct{}
+	result loaded[V]
+	err    error
 }
 
 // join returns the flight for id and whether the caller leads it.
@@ -38,6 +40,6 @@ func (fs *flights[V]) land(id string, f *flight[V], l loaded[V], err error) {
 	fs.mu.Lock()
 	delete(fs.m, id)
 	fs.mu.Unlock()
-	f.l, f.err = l, err
+	f.result, f.err = l, err
 	close(f.done)
 }

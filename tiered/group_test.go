@@ -97,7 +97,7 @@ func TestGroupVersionSurvivesLostVersionKey(t *testing.T) {
 	if err := srv.Client(t).Del(ctx, "{user:gv:t}").Err(); err != nil {
 		t.Fatal(err)
 	}
-	k.flush()
+	k.flush(false)
 	if _, err := k.Get(ctx, "t/a"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("after the version key was lost, Get = %v; the pre-bump value came back", err)
 	}

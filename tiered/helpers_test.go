@@ -16,17 +16,15 @@ import (
 	"github.com/tiercache/tiercache/internal/redistest"
 )
 
-// ExampleRedisAddr is the address of the redis-server the Example
-// functions (package tiered_test) use; TestMain starts it.
-var ExampleRedisAddr string
-
+// TestMain starts the redis-server the Example functions (package
+// tiered_test) use, at REDIS_ADDR as they read it.
 func TestMain(m *testing.M) {
 	srv, err := redistest.StartE(redistest.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	ExampleRedisAddr = srv.Addr
+	os.Setenv("REDIS_ADDR", srv.Addr)
 	code := m.Run()
 	_ = srv.Close()
 	if code == 0 {
@@ -63,12 +61,6 @@ func (d *testDB) put(id, name string) user {
 	u = user{ID: id, Name: name, Ver: u.Ver + 1}
 	d.rows[id] = u
 	return u
-}
-
-func (d *testDB) del(id string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(d.rows, id)
 }
 
 func (d *testDB) load(ctx context.Context, id string) (user, error) {
@@ -167,8 +159,10 @@ type cmdCounter struct {
 
 func (h *cmdCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
 
-// setupCmds are what a new connection sends before any command of ours.
-var setupCmds = map[string]bool{"hello": true, "client": true, "auth": true, "select": true, "ping": true}
+// setupCmds are what a new connection sends before any command of ours,
+// and the SCRIPT LOADs a Client sends in the background after each
+// subscription.
+var setupCmds = map[string]bool{"hello": true, "client": true, "auth": true, "select": true, "ping": true, "script": true}
 
 func (h *cmdCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {

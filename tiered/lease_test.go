@@ -352,7 +352,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	g.waitEntered(t)
 	// The holder's process dies: its connections go away (so it cannot
 	// release the lease on its way out), and its loader ends with Close.
-	if err := a.opts.Redis.Close(); err != nil {
+	if err := a.options.Redis.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Close(); err != nil {

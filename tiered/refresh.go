@@ -1,9 +1,18 @@
 package tiered
 
+// Background refreshes: early refresh (XFetch) of hot values before they
+// expire, and revalidation of values served stale (stale-while-revalidate);
+// one per key per process, under the lease across processes.
+
 import (
 	"context"
 	"math"
 	"math/rand"
+	"time"
+
+	"github.com/tiercache/tiercache/internal/clock"
+	"github.com/tiercache/tiercache/keys"
+	"github.com/tiercache/tiercache/remote"
 )
 
 // The refresh pool runs background refreshes for every keyspace of a
@@ -12,8 +21,8 @@ import (
 // the running ones and waits for the workers.
 
 func (c *Client) startRefreshers() {
-	c.refreshQ = make(chan func(context.Context), c.opts.RefreshQueue)
-	for i := 0; i < c.opts.RefreshWorkers; i++ {
+	c.refreshQ = make(chan func(context.Context), c.options.RefreshQueue)
+	for i := 0; i < c.options.RefreshWorkers; i++ {
 		c.spawn(func() {
 			for {
 				select {
@@ -48,7 +57,7 @@ const maxXFetchDraw = 36.8
 
 // xfetch is the early-refresh test of Vattani et al.: refresh when
 // now - delta*beta*ln(r) >= expiry, r uniform in (0, 1].
-func xfetch(now, expiry, delta int64, beta, r float64) bool {
+func xfetch(now, expiry clock.Time, delta time.Duration, beta, r float64) bool {
 	if beta <= 0 || delta <= 0 {
 		return false
 	}
@@ -59,23 +68,23 @@ func xfetch(now, expiry, delta int64, beta, r float64) bool {
 }
 
 // refreshFrom is the earliest clock time at which xfetch can fire.
-func refreshFrom(expiry, delta int64, beta float64) int64 {
+func refreshFrom(expiry clock.Time, delta time.Duration, beta float64) clock.Time {
 	if beta <= 0 || delta <= 0 {
-		return math.MaxInt64
+		return clock.Never
 	}
-	return expiry - int64(float64(delta)*beta*maxXFetchDraw)
+	return expiry.Add(-time.Duration(float64(delta) * beta * maxXFetchDraw))
 }
 
 func (k *Keyspace[V]) draw() float64 {
-	if hk := k.c.hooks; hk != nil && hk.rand != nil {
+	if hk := k.client.hooks; hk != nil && hk.rand != nil {
 		return hk.rand()
 	}
 	return rand.Float64()
 }
 
 // maybeRefreshEarly draws for an XFetch refresh of a fresh entry.
-func (k *Keyspace[V]) maybeRefreshEarly(id string, h uint64, e *entry[V], now int64) {
-	if xfetch(now, e.expiry, e.delta, k.cfg.EarlyRefreshBeta, k.draw()) {
+func (k *Keyspace[V]) maybeRefreshEarly(id string, h uint64, e *entry[V], now clock.Time) {
+	if xfetch(now, e.expiry, e.loadTime, k.config.EarlyRefreshBeta, k.draw()) {
 		k.refresh(id, h, true)
 	}
 }
@@ -84,23 +93,26 @@ func (k *Keyspace[V]) maybeRefreshEarly(id string, h uint64, e *entry[V], now in
 // queued or running in this process, or another process was found
 // refreshing it less than LeaseWait ago.
 func (k *Keyspace[V]) refresh(id string, h uint64, early bool) {
+	if k.config.Loader == nil {
+		return // nothing to refresh with
+	}
 	const running = int64(math.MaxInt64)
 	if prev, busy := k.refreshing.LoadOrStore(id, running); busy {
-		if k.c.clk.Now() < prev.(int64) || !k.refreshing.CompareAndSwap(id, prev, running) {
+		if int64(k.client.clock.Now()) < prev.(int64) || !k.refreshing.CompareAndSwap(id, prev, running) {
 			return
 		}
 	}
-	ok := k.c.submit(func(ctx context.Context) {
+	ok := k.client.submit(func(ctx context.Context) {
 		if k.runRefresh(ctx, id, h, early) {
 			// Someone else holds the lease: do not ask again at once.
-			k.refreshing.Store(id, k.c.clk.Now()+int64(k.cfg.LeaseWait))
+			k.refreshing.Store(id, int64(k.client.clock.Now().Add(k.config.LeaseWait)))
 			return
 		}
 		k.refreshing.Delete(id)
 	})
 	if !ok {
 		k.refreshing.Delete(id)
-		k.st.refreshesDropped.Add(1)
+		k.counters.refreshesDropped.Add(1)
 	}
 }
 
@@ -108,33 +120,31 @@ func (k *Keyspace[V]) refresh(id string, h uint64, early bool) {
 // a write racing the load voids the fill (as for a miss). It reports whether
 // another process held the lease.
 func (k *Keyspace[V]) runRefresh(ctx context.Context, id string, h uint64, early bool) (leaseHeld bool) {
-	ctx, cancel := context.WithTimeout(ctx, k.cfg.LoadTimeout)
+	ctx, cancel := context.WithTimeout(ctx, k.config.LoadTimeout)
 	defer cancel()
-	tok := k.local.Token(h)
-	key, ver, err := k.keyOf(ctx, id)
-	if err != nil {
-		k.redisError("version", id, err)
+	m := &miss[V]{id: id, hash: h, gen: k.local.Token(h)}
+	b := &batch[V]{misses: []*miss[V]{m}, loader: loader[V]{one: k.config.Loader}, token: k.client.leaseToken()}
+	if err := k.resolveKeys(ctx, b.misses); err != nil {
+		k.redisError("version", keys.Key(k.config.Name, id), err)
 		return false
 	}
-	lease := leaseKey(key)
-	token := k.c.leaseToken()
-	rctx, rcancel := k.c.redisCtx(ctx, k.c.opts.ReadTimeout)
-	won, err := k.c.store.TryLeases(rctx, []string{lease}, token, k.cfg.LeaseTTL)
-	rcancel()
+	won, err := k.client.store.TryLeases(ctx, []string{keys.LeaseKey(m.key)}, remote.LeaseRequest{Token: b.token, TTL: k.config.LeaseTTL})
 	if err != nil {
-		k.redisError("lease", key, err)
+		k.redisError("lease", m.key, err)
 		return false
 	}
 	if !won[0] {
 		return true // another process is loading it
 	}
-	if _, err := k.loadUnderLease(ctx, id, h, key, lease, token, ver, tok, nil); err != nil {
+	m.step = stepLoadLease
+	k.loadAndFill(ctx, b)
+	if m.err != nil {
 		return false
 	}
 	if early {
-		k.st.earlyRefreshes.Add(1)
+		k.counters.earlyRefreshes.Add(1)
 	} else {
-		k.st.revalidations.Add(1)
+		k.counters.revalidations.Add(1)
 	}
 	return false
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tiercache/tiercache/internal/clock"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/keys"
 	"github.com/tiercache/tiercache/remote"
@@ -24,6 +25,15 @@ const loadCost = 30 * time.Millisecond
 
 // minDraw is the smallest positive value rand.Float64 returns.
 var minDraw = math.Ldexp(1, -53)
+
+// xf and rf are xfetch and refreshFrom on plain nanoseconds.
+func xf(now, expiry, delta int64, beta, r float64) bool {
+	return xfetch(clock.Time(now), clock.Time(expiry), time.Duration(delta), beta, r)
+}
+
+func rf(expiry, delta int64, beta float64) int64 {
+	return int64(refreshFrom(clock.Time(expiry), time.Duration(delta), beta))
+}
 
 func TestXFetchProbability(t *testing.T) {
 	const draws = 200_000
@@ -46,7 +56,7 @@ func TestXFetchProbability(t *testing.T) {
 		want := math.Exp(-float64(tc.gap) / (float64(tc.delta) * tc.beta))
 		fired := 0
 		for i := 0; i < draws; i++ {
-			if xfetch(now, expiry, int64(tc.delta), tc.beta, rng.Float64()) {
+			if xf(now, expiry, int64(tc.delta), tc.beta, rng.Float64()) {
 				fired++
 			}
 		}
@@ -62,24 +72,24 @@ func TestXFetchProbability(t *testing.T) {
 				delta int64
 				beta  float64
 			}{{0, 1}, {int64(time.Second), 0}, {int64(time.Second), -1}, {-1, 1}} {
-				if xfetch(now, expiry, off.delta, off.beta, r) {
-					t.Errorf("xfetch(now %d, expiry %d, delta %d, beta %v, r %g) = true: early refresh is off", now, expiry, off.delta, off.beta, r)
+				if xf(now, expiry, off.delta, off.beta, r) {
+					t.Errorf("xf(now %d, expiry %d, delta %d, beta %v, r %g) = true: early refresh is off", now, expiry, off.delta, off.beta, r)
 				}
 			}
 			// Past expiry any draw refreshes: -ln(r) >= 0 for r in (0, 1].
-			if now >= expiry && !xfetch(now, expiry, int64(time.Millisecond), 1, r) {
-				t.Errorf("xfetch(now %d >= expiry %d, r %g) = false", now, expiry, r)
+			if now >= expiry && !xf(now, expiry, int64(time.Millisecond), 1, r) {
+				t.Errorf("xf(now %d >= expiry %d, r %g) = false", now, expiry, r)
 			}
 		}
-		if got := refreshFrom(expiry, 0, 1); got != math.MaxInt64 {
+		if got := rf(expiry, 0, 1); got != math.MaxInt64 {
 			t.Errorf("refreshFrom with delta 0 = %d, want never", got)
 		}
-		if got := refreshFrom(expiry, int64(time.Second), 0); got != math.MaxInt64 {
+		if got := rf(expiry, int64(time.Second), 0); got != math.MaxInt64 {
 			t.Errorf("refreshFrom with beta 0 = %d, want never", got)
 		}
 	}
 	for i := 0; i < 1000; i++ {
-		if r := rng.Float64(); r > 0 && !xfetch(expiry+int64(i), expiry, int64(time.Second), 1, r) {
+		if r := rng.Float64(); r > 0 && !xf(expiry+int64(i), expiry, int64(time.Second), 1, r) {
 			t.Fatalf("xfetch at expiry+%dns, r %g = false", i, r)
 		}
 	}
@@ -97,17 +107,17 @@ func TestXFetchProbability(t *testing.T) {
 		{expiry, 1, 0.001},
 		{int64(1) << 60, int64(10 * time.Second), 2.5},
 	} {
-		from := refreshFrom(tc.expiry, tc.delta, tc.beta)
+		from := rf(tc.expiry, tc.delta, tc.beta)
 		if bound := float64(tc.delta) * tc.beta * 37; float64(tc.expiry-from) > bound {
-			t.Errorf("refreshFrom(%d, %d, %v) = %d: %d before expiry, more than delta*beta*37", tc.expiry, tc.delta, tc.beta, from, tc.expiry-from)
+			t.Errorf("rf(%d, %d, %v) = %d: %d before expiry, more than delta*beta*37", tc.expiry, tc.delta, tc.beta, from, tc.expiry-from)
 		}
 		for _, now := range []int64{from - 1, from - tc.delta, from - int64(time.Hour)} {
-			if xfetch(now, tc.expiry, tc.delta, tc.beta, minDraw) {
-				t.Errorf("xfetch(now %d < refreshFrom %d, expiry %d, delta %d, beta %v, r 2^-53) = true", now, from, tc.expiry, tc.delta, tc.beta)
+			if xf(now, tc.expiry, tc.delta, tc.beta, minDraw) {
+				t.Errorf("xf(now %d < refreshFrom %d, expiry %d, delta %d, beta %v, r 2^-53) = true", now, from, tc.expiry, tc.delta, tc.beta)
 			}
 			for i := 0; i < 1000; i++ {
-				if r := rng.Float64(); r > 0 && xfetch(now, tc.expiry, tc.delta, tc.beta, r) {
-					t.Fatalf("xfetch(now %d < refreshFrom %d, r %g) = true", now, from, r)
+				if r := rng.Float64(); r > 0 && xf(now, tc.expiry, tc.delta, tc.beta, r) {
+					t.Fatalf("xf(now %d < refreshFrom %d, r %g) = true", now, from, r)
 				}
 			}
 		}
@@ -138,8 +148,8 @@ func costlyThenGated(db *testDB, g *gate, free int64) func(context.Context, stri
 
 // peekLocal returns what k's local tier holds for id, fresh or not.
 func peekLocal(k *Keyspace[user], id string) (user, bool) {
-	e, ok := k.local.Get(k.hash(id), id, k.c.clk.Precise())
-	return e.val, ok
+	e, ok := k.local.Get(k.hash(id), id, int64(k.client.clock.Precise()))
+	return e.value, ok
 }
 
 // refreshIdle reports whether k has no background refresh queued or running.
@@ -168,7 +178,7 @@ func freshUntil(t *testing.T, raw *redis.Client, k *Keyspace[user], id string) i
 	if err != nil {
 		t.Fatalf("envelope at %s: %v", key, err)
 	}
-	return env.FreshUntilMs
+	return int64(env.FreshUntil)
 }
 
 // waitStale waits until id's value is past its fresh TTL both in Redis
@@ -179,7 +189,7 @@ func waitStale(t *testing.T, k *Keyspace[user], id string, untilMs int64) {
 		if time.Now().UnixMilli() < untilMs {
 			return false
 		}
-		_, st := k.lookup(k.hash(id), id, k.c.clk.Precise())
+		_, st := k.lookup(k.hash(id), id, k.client.clock.Precise())
 		return st != hitFresh
 	})
 }

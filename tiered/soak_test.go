@@ -190,7 +190,7 @@ func soakReplayIdle(c *Client) bool {
 	q := &c.replay
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.n == 0 && !q.running && len(q.overflow) == 0
+	return q.emptyLocked() && !q.running
 }
 
 func soakReplayRunning(c *Client) bool {

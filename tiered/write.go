@@ -1,12 +1,13 @@
 package tiered
 
+// Writes: Set (write-through), Delete (explicit invalidation), group and
+// keyspace bumps, and FlushLocal. Each changes Redis and publishes its
+// invalidation in one atomic script, so peers evict their copies; a write
+// that cannot reach Redis queues its invalidation for replay (replay.go).
+
 import (
 	"context"
 	"fmt"
-	"time"
-
-	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap"
 
 	"github.com/tiercache/tiercache/invalidation"
 	"github.com/tiercache/tiercache/keys"
@@ -21,45 +22,41 @@ func (k *Keyspace[V]) Set(ctx context.Context, id string, v V) error {
 	if err := keys.Validate(id); err != nil {
 		return err
 	}
-	if k.c.closed.Load() {
+	if k.client.closed.Load() {
 		return ErrClosed
 	}
 	h := k.hash(id)
-	payload, err := k.encode(v)
+	l := loaded[V]{value: v}
+	s, err := k.envelope(l, k.jitter(k.config.TTL), 0)
 	if err != nil {
-		return &OpError{Op: "set", Key: keys.Key(k.cfg.Name, id), Err: err}
+		return &OpError{Op: "set", Key: keys.Key(k.config.Name, id), Err: err}
 	}
-	tok := k.local.Token(h)
-	key, ver, err := k.keyOf(ctx, id)
-	if err != nil {
-		k.local.Delete(h, id)
-		k.c.queueKeys(k.cfg.Name, []string{id}, err)
-		return &OpError{Op: "set", Key: keys.Key(k.cfg.Name, id), Err: err}
+	gen := k.local.Token(h)
+	key, version, err := k.keyOf(ctx, id)
+	if err == nil {
+		var msgs [][]byte
+		if msgs, err = k.client.publisher.KeysMessage(k.config.Name, []string{id}); err == nil {
+			err = k.client.store.Set(ctx, remote.Write{Key: key, Lease: keys.LeaseKey(key), Env: s.env, TTL: s.redisTTL, Msg: msgs[0]})
+		}
 	}
-	ttl := k.jitter(k.cfg.TTL)
-	env := remote.AppendEnvelope(make([]byte, 0, len(payload)+remote.EnvelopeOverhead),
-		&remote.Envelope{FreshUntilMs: time.Now().Add(ttl).UnixMilli(), Payload: payload})
-	msgs, err := k.c.pub.KeysMessage(k.cfg.Name, []string{id})
-	if err != nil {
-		return &OpError{Op: "set", Key: key, Err: err}
-	}
-	wctx, cancel := k.c.redisCtx(ctx, k.c.opts.WriteTimeout)
-	err = k.c.store.Set(wctx, key, keys.LeaseKey(key), env, ttl+k.staleWindow(false), k.c.opts.Channel, msgs[0])
-	cancel()
 	if err != nil {
 		// Redis may or may not have the new value: serve neither locally,
 		// and queue the id's invalidation for when Redis is back.
 		k.local.Delete(h, id)
-		k.c.queueKeys(k.cfg.Name, []string{id}, err)
+		k.client.queueKeys(k.config.Name, []string{id}, err)
+		if key == "" {
+			key = keys.Key(k.config.Name, id)
+		}
 		return &OpError{Op: "set", Key: key, Err: err}
 	}
-	k.c.sent.Add(1)
-	k.st.sets.Add(1)
+	k.client.sent.Add(1)
+	k.counters.sets.Add(1)
 	// Store locally only if nothing touched the shard since before the
 	// Redis write; otherwise a concurrent write may be newer than ours.
-	e := k.newEntry(loaded[V]{val: v}, ver, k.c.clk.Precise(), ttl, 0)
-	if !k.local.Replace(h, id, e, max(e.fresh, k.staleEnd(&e)), tok) {
-		k.st.localFillsSkipped.Add(1)
+	now := k.client.clock.Precise()
+	e := k.newEntry(decoded[V]{loaded: l, expiry: s.expiry}, version, now)
+	if !k.local.Replace(h, id, e, int64(max(e.freshUntil, k.staleEnd(&e))), gen) {
+		k.counters.localFillsSkipped.Add(1)
 	}
 	return nil
 }
@@ -77,14 +74,12 @@ func (k *Keyspace[V]) Delete(ctx context.Context, ids ...string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if k.c.closed.Load() {
+	if k.client.closed.Load() {
 		return ErrClosed
 	}
 	batches, first, err := k.deleteBatches(ctx, ids)
 	if err == nil {
-		wctx, cancel := k.c.redisCtx(ctx, k.c.opts.WriteTimeout)
-		err = k.c.store.Delete(wctx, k.c.opts.Channel, batches)
-		cancel()
+		err = k.client.store.Delete(ctx, batches)
 	}
 	// Drop local copies whatever Redis said: after a failed Delete the
 	// caller must not read its own old value here.
@@ -92,14 +87,11 @@ func (k *Keyspace[V]) Delete(ctx context.Context, ids ...string) error {
 		k.local.Delete(k.hash(id), id)
 	}
 	if err != nil {
-		k.c.queueKeys(k.cfg.Name, ids, err)
-		if first == "" {
-			first = keys.Key(k.cfg.Name, ids[0])
-		}
+		k.client.queueKeys(k.config.Name, ids, err)
 		return &OpError{Op: "delete", Key: first, Err: err}
 	}
-	k.c.sent.Add(uint64(len(batches)))
-	k.st.deletes.Add(uint64(len(ids)))
+	k.client.sent.Add(uint64(len(batches)))
+	k.counters.deletes.Add(uint64(len(ids)))
 	return nil
 }
 
@@ -112,46 +104,43 @@ const (
 )
 
 // deleteBatches groups ids by Redis Cluster slot (all in one group on a
-// single server) into batches of one script and one message each.
-func (k *Keyspace[V]) deleteBatches(ctx context.Context, ids []string) ([]remote.DeleteBatch, string, error) {
-	_, cluster := k.c.opts.Redis.(*redis.ClusterClient)
+// single server) into batches of one script and one message each. first is
+// the first key, for errors.
+func (k *Keyspace[V]) deleteBatches(ctx context.Context, ids []string) (out []remote.DeleteBatch, first string, err error) {
 	type batch struct {
 		ids, keys []string
 		bytes     int
 	}
+	first = keys.Key(k.config.Name, ids[0])
+	ms := make([]*miss[V], 0, len(ids))
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			ms = append(ms, &miss[V]{id: id})
+		}
+	}
+	if err := k.resolveKeys(ctx, ms); err != nil {
+		return nil, first, err
+	}
+	first = ms[0].key
 	var all []*batch
 	open := make(map[uint16]*batch)
-	seen := make(map[string]bool, len(ids))
-	first := ""
-	for _, id := range ids {
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		key, _, err := k.keyOf(ctx, id)
-		if err != nil {
-			return nil, keys.Key(k.cfg.Name, id), err
-		}
-		if first == "" {
-			first = key
-		}
-		var slot uint16
-		if cluster {
-			slot = keys.Slot(key)
-		}
+	for _, m := range ms {
+		slot := k.client.store.SlotOf(m.key)
 		b := open[slot]
-		if b == nil || len(b.keys)+2 > maxDeleteKeys || b.bytes+len(id)+8 > maxDeleteBytes {
+		if b == nil || len(b.keys)+2 > maxDeleteKeys || b.bytes+len(m.id)+8 > maxDeleteBytes {
 			b = &batch{}
 			open[slot] = b
 			all = append(all, b)
 		}
-		b.ids = append(b.ids, id)
-		b.keys = append(b.keys, key, keys.LeaseKey(key))
-		b.bytes += len(id) + 8
+		b.ids = append(b.ids, m.id)
+		b.keys = append(b.keys, m.key, keys.LeaseKey(m.key))
+		b.bytes += len(m.id) + 8
 	}
-	out := make([]remote.DeleteBatch, 0, len(all))
+	out = make([]remote.DeleteBatch, 0, len(all))
 	for _, b := range all {
-		msgs, err := k.c.pub.KeysMessage(k.cfg.Name, b.ids)
+		msgs, err := k.client.publisher.KeysMessage(k.config.Name, b.ids)
 		if err != nil {
 			return nil, first, err
 		}
@@ -167,30 +156,23 @@ func (k *Keyspace[V]) deleteBatches(ctx context.Context, ids []string) ([]remote
 // process's local tier, with one INCR-like version bump and one broadcast.
 // Old values are never enumerated; they expire on their own.
 func (k *Keyspace[V]) InvalidateGroup(ctx context.Context, group string) error {
-	if k.cfg.Group == nil {
-		return fmt.Errorf("tiercache: keyspace %q has no Group function", k.cfg.Name)
+	if k.config.Group == nil {
+		return fmt.Errorf("tiercache: keyspace %q has no Group function", k.config.Name)
 	}
 	if err := keys.Validate(group); err != nil {
 		return err
 	}
-	if k.c.closed.Load() {
+	if k.client.closed.Load() {
 		return ErrClosed
 	}
-	verKey := keys.VersionKey(k.cfg.Name, group)
-	prefix, err := k.c.pub.BumpPrefix(k.cfg.Name, group)
+	versionKey := keys.VersionKey(k.config.Name, group)
+	v, err := k.bumpVersion(ctx, versionKey, group)
 	if err != nil {
-		return &OpError{Op: "invalidate group", Key: verKey, Err: err}
+		k.client.queueGroup(k.config.Name, group, err)
+		return &OpError{Op: "invalidate group", Key: versionKey, Err: err}
 	}
-	wctx, cancel := k.c.redisCtx(ctx, k.c.opts.WriteTimeout)
-	v, err := k.c.store.Bump(wctx, verKey, k.c.opts.Channel, prefix)
-	cancel()
-	if err != nil {
-		k.c.queueGroup(k.cfg.Name, group, err)
-		return &OpError{Op: "invalidate group", Key: verKey, Err: err}
-	}
-	k.c.sent.Add(1)
-	k.st.groupBumps.Add(1)
-	k.vers.raise(group, v, k.c.clk.Precise()+int64(k.cfg.LocalTTL))
+	k.counters.groupBumps.Add(1)
+	k.versions.raise(group, v, k.client.clock.Precise().Add(k.config.LocalTTL))
 	return nil
 }
 
@@ -200,83 +182,52 @@ func (k *Keyspace[V]) InvalidateGroup(ctx context.Context, group string) error {
 // enumerated; they expire on their own. Use it when the source changed in a
 // way no list of ids describes (a TRUNCATE, a bulk import).
 func (k *Keyspace[V]) InvalidateAll(ctx context.Context) error {
-	if k.c.closed.Load() {
+	if k.client.closed.Load() {
 		return ErrClosed
 	}
 	if err := k.bumpEpoch(ctx); err != nil {
-		k.c.queueOverflow(k.cfg.Name)
-		return &OpError{Op: "invalidate all", Key: k.epochKey(), Err: err}
+		k.client.queueOverflow(k.config.Name)
+		return &OpError{Op: "invalidate all", Key: keys.EpochKey(k.config.Name), Err: err}
 	}
 	return nil
 }
 
-// FlushLocal drops every local entry of this keyspace in every process (Redis
-// is left as it is).
+// bumpEpoch makes every value of the keyspace unreachable, everywhere.
+func (k *Keyspace[V]) bumpEpoch(ctx context.Context) error {
+	v, err := k.bumpVersion(ctx, keys.EpochKey(k.config.Name), epochGroup)
+	if err != nil {
+		return err
+	}
+	k.epoch.raise(v)
+	k.flush(false)
+	return nil
+}
+
+// bumpVersion advances the version at versionKey and broadcasts it as a bump of
+// group, in one script.
+func (k *Keyspace[V]) bumpVersion(ctx context.Context, versionKey, group string) (uint64, error) {
+	prefix, err := k.client.publisher.BumpPrefix(k.config.Name, group)
+	if err != nil {
+		return 0, err
+	}
+	v, err := k.client.store.Bump(ctx, versionKey, prefix)
+	if err != nil {
+		return 0, err
+	}
+	k.client.sent.Add(1)
+	return v, nil
+}
+
+// FlushLocal drops every local entry of this keyspace in every process
+// sharing the channel; Redis is left as it is.
 func (k *Keyspace[V]) FlushLocal(ctx context.Context) error {
-	k.flush()
-	msg, err := k.c.pub.FlushMessage(k.cfg.Name)
+	k.flush(false)
+	msg, err := k.client.publisher.FlushMessage(k.config.Name)
 	if err == nil {
-		err = k.c.publish(ctx, msg)
+		err = k.client.publish(ctx, msg)
 	}
 	if err != nil {
-		return &OpError{Op: "flush", Key: k.cfg.Name, Err: err}
+		return &OpError{Op: "flush", Key: k.config.Name, Err: err}
 	}
 	return nil
-}
-
-// evict applies a peer's invalidation of ids.
-func (k *Keyspace[V]) evict(ids []string) {
-	for _, id := range ids {
-		k.local.Delete(k.hash(id), id)
-	}
-	k.st.evicted.Add(uint64(len(ids)))
-}
-
-// bump applies a peer's group version bumps (and epoch bumps, which travel
-// as bumps of the empty group).
-func (k *Keyspace[V]) bump(groups []string, vers []uint64) {
-	exp := k.c.clk.Precise() + int64(k.cfg.LocalTTL)
-	for i, g := range groups {
-		if g == epochGroup {
-			k.ep.raise(vers[i])
-			k.flush()
-			continue
-		}
-		k.vers.raise(g, vers[i], exp)
-	}
-}
-
-// reset is flush after a resubscription or a Redis recovery: bumps of the
-// epoch may have been missed too.
-func (k *Keyspace[V]) reset() {
-	k.ep.forget()
-	k.flush()
-}
-
-// replay re-sends invalidations that could not reach Redis and returns how
-// many went out. Each call queues its ids again if it fails.
-func (k *Keyspace[V]) replay(ctx context.Context, ids, groups []string, wholeKeyspace bool) (sent int) {
-	if wholeKeyspace {
-		if err := k.bumpEpoch(ctx); err != nil {
-			k.c.queueOverflow(k.cfg.Name)
-			return 0
-		}
-		k.c.log.Info("replay queue overflowed during a Redis outage; keyspace epoch bumped", zap.String("keyspace", k.cfg.Name))
-	}
-	if len(ids) > 0 && k.Delete(ctx, ids...) == nil {
-		sent += len(ids)
-	}
-	for _, g := range groups {
-		if k.InvalidateGroup(ctx, g) == nil {
-			sent++
-		}
-	}
-	return sent
-}
-
-// flush drops the local tier and the cached versions. In-flight fills that
-// started before it are refused (Purge advances every shard's generation).
-func (k *Keyspace[V]) flush() {
-	k.vers.flush()
-	k.local.Purge()
 }

@@ -1,0 +1,118 @@
+package tiered
+
+// Get: the hit path (one index lookup in the local tier, no decode, no
+// allocation) and, on a local miss, the coalescing of concurrent misses of
+// one id in this process. What a miss does next is in miss.go.
+
+import (
+	"context"
+
+	"github.com/tiercache/tiercache/internal/clock"
+	"github.com/tiercache/tiercache/keys"
+)
+
+// Get returns the value of id: from the local tier, else Redis, else the
+// Loader (whose result is cached in both tiers). It returns ErrNotFound when
+// the value is in no tier and the Loader (if any) reports it absent, and
+// ErrInvalidKey for an id that cannot be a key. A Redis failure is never
+// returned when a Loader is configured: the Loader answers instead.
+func (k *Keyspace[V]) Get(ctx context.Context, id string) (V, error) {
+	var zero V
+	if err := keys.Validate(id); err != nil {
+		return zero, err
+	}
+	h := k.hash(id)
+	now := k.client.clock.Now()
+	e, state := k.lookup(h, id, now)
+	if state == hitFresh {
+		if v, ok := k.hit(id, h, e, now); ok {
+			return v, nil
+		}
+		return zero, ErrNotFound
+	}
+	m := &miss[V]{id: id, hash: h, stale: k.staleFallback(e, state, now)}
+	l, err := k.getMissed(ctx, m, loader[V]{one: k.config.Loader})
+	if err != nil {
+		return zero, err
+	}
+	if l.negative {
+		return zero, ErrNotFound
+	}
+	return l.value, nil
+}
+
+type lookupState uint8
+
+const (
+	lookupMiss lookupState = iota
+	hitFresh               // serve it
+	hitStale               // past fresh: usable only if the Loader fails
+)
+
+// lookup is the hit path: one clock load, one local tier lookup, no
+// allocation, no copy of the entry (it is immutable once stored).
+func (k *Keyspace[V]) lookup(h uint64, id string, now clock.Time) (*entry[V], lookupState) {
+	// While the bus is not known to be healthy, entries may have missed
+	// invalidations: only those loaded from the source during the outage
+	// are served (briefly), the rest are stale-if-error fallbacks at most.
+	busOK := now < k.client.serveUntil()
+	e := k.local.Ref(h, id, int64(now))
+	if e == nil {
+		return nil, lookupMiss
+	}
+	if k.config.Group != nil {
+		if ver, known := k.versions.get(k.config.Group(id), now); !known || ver != e.version {
+			k.counters.localNotServed.Add(1)
+			return e, lookupMiss
+		}
+	}
+	if now >= e.freshUntil || (!busOK && !e.degraded) {
+		k.counters.localNotServed.Add(1)
+		return e, hitStale
+	}
+	return e, hitFresh
+}
+
+// hit serves a fresh local entry, drawing for an early refresh near its
+// expiry. A negative entry is "not found": ok is false.
+func (k *Keyspace[V]) hit(id string, h uint64, e *entry[V], now clock.Time) (v V, ok bool) {
+	if now >= e.refreshAt {
+		k.maybeRefreshEarly(id, h, e, now)
+	}
+	if e.negative {
+		k.counters.negativeHits.Add(1)
+		return v, false
+	}
+	return e.value, true
+}
+
+// staleFallback returns the stale value a miss may serve if loading fails
+// (StaleIfError), or nil.
+func (k *Keyspace[V]) staleFallback(e *entry[V], state lookupState, now clock.Time) *loaded[V] {
+	if e == nil || state != hitStale || now >= k.staleEnd(e) {
+		return nil
+	}
+	return &loaded[V]{value: e.value, negative: e.negative}
+}
+
+// getMissed coalesces concurrent misses of one id in this process: the
+// first caller leads a batch of one through the miss path, the others wait
+// for its result, each no longer than its own context.
+func (k *Keyspace[V]) getMissed(ctx context.Context, m *miss[V], ld loader[V]) (loaded[V], error) {
+	if k.client.closed.Load() {
+		return loaded[V]{}, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return loaded[V]{}, &OpError{Op: "get", Key: keys.Key(k.config.Name, m.id), Err: err}
+	}
+	f, leader := k.flights.join(m.id)
+	if leader {
+		k.run(ctx, &batch[V]{misses: []*miss[V]{m}, loader: ld}, func() { k.flights.land(m.id, f, m.result, m.err) })
+	}
+	select {
+	case <-f.done:
+		return f.result, f.err
+	case <-ctx.Done():
+		return loaded[V]{}, &OpError{Op: "get", Key: keys.Key(k.config.Name, m.id), Err: ctx.Err()}
+	}
+}

@@ -1,0 +1,124 @@
+package tiered
+
+// The Redis read of the miss path: one GET for a Get, pipelined GETs for a
+// GetMany (one round trip; one per node on Redis Cluster). Each value found
+// is decoded once and classified by its freshness; fresh values fill the
+// local tier.
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"context"
+
+	"github.com/tiercache/tiercache/internal/clock"
+	"github.com/tiercache/tiercache/remote"
+)
+
+// decoded is a value read from Redis: the value, its fresh-until time on
+// this process's clock, and how long its last load took.
+type decoded[V any] struct {
+	loaded[V]
+	expiry   clock.Time
+	loadTime time.Duration
+}
+
+// readRedis reads the keys of the batch's misses at stepRead and moves each
+// on: fresh values (and stale ones inside StaleWhileRevalidate, which queue a
+// refresh) are done, the rest go to the lease step, or to the loader
+// directly when Redis fails. When the caller's context ended during the
+// read, the misses stay at stepRead for fetch to read again.
+func (k *Keyspace[V]) readRedis(ctx context.Context, b *batch[V]) {
+	ms := b.at(stepRead)
+	for _, m := range ms {
+		m.gen = k.local.Token(m.hash)
+	}
+	if err := k.resolveKeys(ctx, ms); err != nil {
+		k.redisFailed(ms, "version", err)
+		return
+	}
+	rkeys := make([]string, len(ms))
+	for i, m := range ms {
+		rkeys[i] = m.key
+	}
+	values, err := k.client.store.GetMany(ctx, rkeys)
+	if err != nil {
+		if ctx.Err() == nil {
+			k.redisFailed(ms, "get", err)
+		}
+		return
+	}
+	for i, m := range ms {
+		k.readValue(b, m, values[i])
+	}
+}
+
+// readValue settles one miss on the bytes Redis holds for it (nil: absent).
+func (k *Keyspace[V]) readValue(b *batch[V], m *miss[V], raw []byte) {
+	if raw == nil {
+		k.counters.redisMisses.Add(1)
+		k.nextAfterMiss(b, m, stepLease)
+		return
+	}
+	v, err := k.decode(m, raw)
+	if err != nil {
+		k.counters.redisMisses.Add(1)
+		k.nextAfterMiss(b, m, stepLoadOver) // a lease cannot help: overwrite it
+		return
+	}
+	now := k.client.clock.Precise()
+	switch {
+	case now < v.expiry:
+		k.counters.redisHits.Add(1)
+		k.fillLocal(m, v)
+		m.finish(v.loaded, nil)
+		return
+	case v.negative:
+	case now < v.expiry.Add(k.config.StaleWhileRevalidate):
+		k.counters.redisHits.Add(1)
+		k.counters.staleServed.Add(1)
+		k.refresh(m.id, m.hash, false)
+		m.finish(v.loaded, nil)
+		return
+	case now < v.expiry.Add(k.config.StaleIfError):
+		m.stale = &v.loaded
+	}
+	k.counters.redisMisses.Add(1)
+	k.nextAfterMiss(b, m, stepLease)
+}
+
+// nextAfterMiss moves a miss that Redis could not answer to next, or to
+// stepLoadOver when leases are off, or ends it as "not found" when there is
+// nothing to load with (cache-aside).
+func (k *Keyspace[V]) nextAfterMiss(b *batch[V], m *miss[V], next step) {
+	switch {
+	case !b.loader.exists():
+		m.finish(loaded[V]{}, ErrNotFound)
+	case k.config.DisableLeases:
+		m.step = stepLoadOver
+	default:
+		m.step = next
+	}
+}
+
+// decode parses an envelope read from Redis and decodes its value. Bytes
+// that are not a valid envelope, or that the codec refuses, are counted and
+// logged as corrupt.
+func (k *Keyspace[V]) decode(m *miss[V], raw []byte) (v decoded[V], err error) {
+	env, err := remote.DecodeEnvelope(raw)
+	if err == nil {
+		v.negative = env.Negative()
+		if !v.negative {
+			err = k.config.Codec.Unmarshal(env.Payload, &v.value)
+		}
+	}
+	if err != nil {
+		k.counters.corrupt.Add(1)
+		k.client.warn.Warn("undecodable value in Redis, treated as a miss", zap.String("key", m.key), zap.Error(err))
+		return v, err
+	}
+	v.expiry = k.client.clock.At(env.FreshUntil.Time())
+	v.loadTime = env.Delta
+	return v, nil
+}
