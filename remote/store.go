@@ -46,11 +46,11 @@ func (s *Store) HonoursDeadlines() bool { return s.ctxDeadlines }
 // Get returns the bytes stored at key. found is false on a miss. The returned
 // slice aliases an immutable string and must not be modified.
 func (s *Store) Get(ctx context.Context, key string) (b []byte, found bool, err error) {
-	out, err := s.GetMany(ctx, []string{key})
-	if err != nil {
-		return nil, false, err
-	}
-	return out[0], out[0] != nil, nil
+	b, err = guarded(s, ctx, s.opts.ReadTimeout, func(ctx context.Context) ([]byte, error) {
+		v, err := s.rdb.Get(ctx, key).Result()
+		return present(v, err), absentIsNil(err)
+	})
+	return b, b != nil, err
 }
 
 // GetMany reads keys: one GET for one key, pipelined GETs for more, one round
@@ -61,11 +61,14 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (out [][]byte, err e
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	return guarded(s, ctx, s.opts.ReadTimeout, func(ctx context.Context) ([][]byte, error) {
-		if len(keys) == 1 {
-			v, err := s.rdb.Get(ctx, keys[0]).Result()
-			return [][]byte{present(v, err)}, absentIsNil(err)
+	if len(keys) == 1 {
+		b, _, err := s.Get(ctx, keys[0])
+		if err != nil {
+			return nil, err
 		}
+		return [][]byte{b}, nil
+	}
+	return guarded(s, ctx, s.opts.ReadTimeout, func(ctx context.Context) ([][]byte, error) {
 		cmds := make([]*redis.StringCmd, len(keys))
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, k := range keys {

@@ -30,8 +30,7 @@ func (k *Keyspace[V]) Get(ctx context.Context, id string) (V, error) {
 		}
 		return zero, ErrNotFound
 	}
-	m := &miss[V]{id: id, hash: h, stale: k.staleFallback(e, state, now)}
-	l, err := k.getMissed(ctx, m, loader[V]{one: k.config.Loader})
+	l, err := k.getMissed(ctx, miss[V]{id: id, hash: h, stale: k.staleFallback(e, state, now)}, loader[V]{one: k.config.Loader})
 	if err != nil {
 		return zero, err
 	}
@@ -98,7 +97,7 @@ func (k *Keyspace[V]) staleFallback(e *entry[V], state lookupState, now clock.Ti
 // getMissed coalesces concurrent misses of one id in this process: the
 // first caller leads a batch of one through the miss path, the others wait
 // for its result, each no longer than its own context.
-func (k *Keyspace[V]) getMissed(ctx context.Context, m *miss[V], ld loader[V]) (loaded[V], error) {
+func (k *Keyspace[V]) getMissed(ctx context.Context, m miss[V], ld loader[V]) (loaded[V], error) {
 	if k.client.closed.Load() {
 		return loaded[V]{}, ErrClosed
 	}
@@ -107,7 +106,9 @@ func (k *Keyspace[V]) getMissed(ctx context.Context, m *miss[V], ld loader[V]) (
 	}
 	f, leader := k.flights.join(m.id)
 	if leader {
-		k.run(ctx, &batch[V]{misses: []*miss[V]{m}, loader: ld}, func() { k.flights.land(m.id, f, m.result, m.err) })
+		s := newSingle(m, ld)
+		s.batch.flight = f
+		k.run(ctx, &s.batch)
 	}
 	select {
 	case <-f.done:

@@ -54,10 +54,10 @@ func (k *Keyspace[V]) GetMany(ctx context.Context, ids []string) (map[string]V, 
 	if k.client.closed.Load() {
 		return out, ErrClosed
 	}
-	done := make(chan struct{})
-	k.run(ctx, b, func() { close(done) })
+	b.done = make(chan struct{})
+	k.run(ctx, b)
 	select {
-	case <-done:
+	case <-b.done:
 	case <-ctx.Done():
 		return out, &OpError{Op: "get many", Key: keys.Key(k.config.Name, b.misses[0].id), Err: ctx.Err()}
 	}

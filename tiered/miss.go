@@ -16,6 +16,7 @@ package tiered
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/tiercache/tiercache/keys"
@@ -60,6 +61,33 @@ type batch[V any] struct {
 	misses []*miss[V]
 	loader loader[V]
 	token  string // the lease token of this batch, once it asked for leases
+	// Who is told when every miss is done: a Get's flight, or a channel.
+	flight *flight[V]
+	done   chan struct{}
+}
+
+// single is a batch of one miss in one allocation: a Get's.
+type single[V any] struct {
+	batch batch[V]
+	miss  miss[V]
+	list  [1]*miss[V]
+}
+
+func newSingle[V any](m miss[V], ld loader[V]) *single[V] {
+	s := &single[V]{miss: m}
+	s.list[0] = &s.miss
+	s.batch.misses, s.batch.loader = s.list[:], ld
+	return s
+}
+
+// finish tells whoever waits on b that every miss is done.
+func (b *batch[V]) finish(k *Keyspace[V]) {
+	if b.flight != nil {
+		m := b.misses[0]
+		k.flights.land(m.id, b.flight, m.result, m.err)
+		return
+	}
+	close(b.done)
 }
 
 // pending returns the misses not done yet.
@@ -73,8 +101,18 @@ func (b *batch[V]) pending() []*miss[V] {
 	return out
 }
 
-// at returns the misses at any of steps.
+// at returns the misses at any of steps (b.misses itself when they all are).
 func (b *batch[V]) at(steps ...step) []*miss[V] {
+	all := true
+	for _, m := range b.misses {
+		if !slices.Contains(steps, m.step) {
+			all = false
+			break
+		}
+	}
+	if all {
+		return b.misses
+	}
 	var out []*miss[V]
 	for _, m := range b.misses {
 		for _, s := range steps {
@@ -87,29 +125,29 @@ func (b *batch[V]) at(steps ...step) []*miss[V] {
 	return out
 }
 
-// run takes a batch through the miss path and then calls done. The Redis
+// run takes a batch through the miss path and then finishes it. The Redis
 // read happens on the caller's goroutine, so a Redis hit costs no goroutine
 // hand-off; what remains (leases, loads, fills) runs on a goroutine and a
 // context of its own (bounded by LoadTimeout, ended by Close), so that a
 // caller giving up fails no other caller and no caller waits past its
-// context. The caller must not touch b's misses until done is called.
-func (k *Keyspace[V]) run(ctx context.Context, b *batch[V], done func()) {
+// context. The caller must not touch b's misses until b is finished.
+func (k *Keyspace[V]) run(ctx context.Context, b *batch[V]) {
 	k.readRedis(ctx, b)
 	if len(b.pending()) == 0 {
-		done()
+		b.finish(k)
 		return
 	}
 	started := k.client.spawn(func() {
 		lctx, cancel := k.client.loadCtx(ctx, k.config.LoadTimeout)
 		defer cancel()
 		k.fetch(lctx, b)
-		done()
+		b.finish(k)
 	})
 	if !started {
 		for _, m := range b.pending() {
 			m.finish(loaded[V]{}, ErrClosed)
 		}
-		done()
+		b.finish(k)
 	}
 }
 

@@ -6,11 +6,10 @@ package tiered
 // local tier.
 
 import (
+	"context"
 	"time"
 
 	"go.uber.org/zap"
-
-	"context"
 
 	"github.com/tiercache/tiercache/internal/clock"
 	"github.com/tiercache/tiercache/remote"
@@ -38,11 +37,21 @@ func (k *Keyspace[V]) readRedis(ctx context.Context, b *batch[V]) {
 		k.redisFailed(ms, "version", err)
 		return
 	}
-	rkeys := make([]string, len(ms))
-	for i, m := range ms {
-		rkeys[i] = m.key
+	var values [][]byte
+	var err error
+	if len(ms) == 1 { // a Get's: one GET, nothing to allocate
+		var v []byte
+		if v, _, err = k.client.store.Get(ctx, ms[0].key); err == nil {
+			k.readValue(b, ms[0], v)
+			return
+		}
+	} else {
+		rkeys := make([]string, len(ms))
+		for i, m := range ms {
+			rkeys[i] = m.key
+		}
+		values, err = k.client.store.GetMany(ctx, rkeys)
 	}
-	values, err := k.client.store.GetMany(ctx, rkeys)
 	if err != nil {
 		if ctx.Err() == nil {
 			k.redisFailed(ms, "get", err)
