@@ -63,6 +63,7 @@ type space interface {
 	raiseVersions(groups []string, versions []uint64)
 	flush(forgetEpoch bool)
 	replay(ctx context.Context, r replayItems) int
+	stats() Stats
 }
 
 // NewClient starts a Client: its clock and its invalidation bus. It does not

@@ -59,7 +59,7 @@ func (k *Keyspace[V]) fill(ctx context.Context, b *batch[V], ms []*miss[V], took
 				over.add(w, m, v)
 			}
 		}
-		m.finish(m.result, nil)
+		m.finish(TierLoader, m.result, nil)
 	}
 	k.releaseLeases(ctx, b.token, release)
 	k.fillLeased(ctx, b.token, &leased)

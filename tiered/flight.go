@@ -15,9 +15,10 @@ type flights[V any] struct {
 }
 
 type flight[V any] struct {
-	done   chan struct{}
-	result loaded[V]
-	err    error
+	done    chan struct{}
+	result  loaded[V]
+	err     error
+	outcome outcome
 }
 
 // join returns the flight for id and whether the caller leads it.
@@ -35,11 +36,11 @@ func (fs *flights[V]) join(id string) (*flight[V], bool) {
 	return f, true
 }
 
-// land ends the flight with its result and wakes every follower.
-func (fs *flights[V]) land(id string, f *flight[V], l loaded[V], err error) {
+// land ends the flight with m's answer and wakes every follower.
+func (fs *flights[V]) land(f *flight[V], m *miss[V]) {
 	fs.mu.Lock()
-	delete(fs.m, id)
+	delete(fs.m, m.id)
 	fs.mu.Unlock()
-	f.result, f.err = l, err
+	f.result, f.err, f.outcome = m.result, m.err, m.outcome
 	close(f.done)
 }

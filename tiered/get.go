@@ -21,14 +21,17 @@ func (k *Keyspace[V]) Get(ctx context.Context, id string) (V, error) {
 	if err := keys.Validate(id); err != nil {
 		return zero, err
 	}
+	start := k.client.sampleHit()
 	h := k.hash(id)
 	now := k.client.clock.Now()
 	e, state := k.lookup(h, id, now)
 	if state == hitFresh {
-		if v, ok := k.hit(id, h, e, now); ok {
-			return v, nil
+		v, ok := k.hit(id, h, e, now)
+		k.observeHit(start)
+		if !ok {
+			return zero, ErrNotFound
 		}
-		return zero, ErrNotFound
+		return v, nil
 	}
 	l, err := k.getMissed(ctx, miss[V]{id: id, hash: h, stale: k.staleFallback(e, state, now)}, loader[V]{one: k.config.Loader})
 	if err != nil {
@@ -97,12 +100,22 @@ func (k *Keyspace[V]) staleFallback(e *entry[V], state lookupState, now clock.Ti
 // getMissed coalesces concurrent misses of one id in this process: the
 // first caller leads a batch of one through the miss path, the others wait
 // for its result, each no longer than its own context.
-func (k *Keyspace[V]) getMissed(ctx context.Context, m miss[V], ld loader[V]) (loaded[V], error) {
+func (k *Keyspace[V]) getMissed(ctx context.Context, m miss[V], ld loader[V]) (l loaded[V], err error) {
 	if k.client.closed.Load() {
 		return loaded[V]{}, ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return loaded[V]{}, &OpError{Op: "get", Key: keys.Key(k.config.Name, m.id), Err: err}
+	}
+	ctx, end := k.startMiss(ctx)
+	var o outcome
+	if end != nil {
+		defer func() {
+			if err == nil && l.negative {
+				err = ErrNotFound
+			}
+			end(MissEnd{Tier: o.tier, Lease: o.lease, Load: o.load, IDs: 1, Err: err})
+		}()
 	}
 	f, leader := k.flights.join(m.id)
 	if leader {
@@ -112,6 +125,7 @@ func (k *Keyspace[V]) getMissed(ctx context.Context, m miss[V], ld loader[V]) (l
 	}
 	select {
 	case <-f.done:
+		o = f.outcome
 		return f.result, f.err
 	case <-ctx.Done():
 		return loaded[V]{}, &OpError{Op: "get", Key: keys.Key(k.config.Name, m.id), Err: ctx.Err()}

@@ -54,6 +54,17 @@ func (k *Keyspace[V]) GetMany(ctx context.Context, ids []string) (map[string]V, 
 	if k.client.closed.Load() {
 		return out, ErrClosed
 	}
+	ctx, end := k.startMiss(ctx)
+	var o outcome
+	out, err := k.getManyMissed(ctx, b, out, &o)
+	if end != nil {
+		end(MissEnd{Tier: o.tier, Lease: o.lease, Load: o.load, IDs: len(b.misses), Err: err})
+	}
+	return out, err
+}
+
+// getManyMissed runs GetMany's batch and adds its values to out.
+func (k *Keyspace[V]) getManyMissed(ctx context.Context, b *batch[V], out map[string]V, o *outcome) (map[string]V, error) {
 	b.done = make(chan struct{})
 	k.run(ctx, b)
 	select {
@@ -63,6 +74,7 @@ func (k *Keyspace[V]) GetMany(ctx context.Context, ids []string) (map[string]V, 
 	}
 	var errs []error
 	for _, m := range b.misses {
+		o.merge(m.outcome)
 		switch {
 		case m.err == nil && !m.result.negative:
 			out[m.id] = m.result.value

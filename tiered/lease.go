@@ -52,11 +52,13 @@ func (k *Keyspace[V]) leaseOutcome(m *miss[V], r remote.LeaseResult) {
 		}
 		if waited {
 			k.counters.leaseWaits.Add(1)
+			m.outcome.lease = LeaseWaited
 		}
 		k.fillLocal(m, v)
-		m.finish(v.loaded, nil)
+		m.finish(TierRedis, v.loaded, nil)
 	case remote.Won:
 		k.counters.leasesWon.Add(1)
+		m.outcome.lease = LeaseWon
 		m.step = stepLoadLease
 	default:
 		if !waited {
@@ -85,7 +87,7 @@ func (k *Keyspace[V]) awaitHolders(ctx context.Context, b *batch[V], w *leaseWai
 	}
 	if err := wait(ctx, w.backoff); err != nil {
 		for _, m := range b.at(stepAwait) {
-			m.finish(loaded[V]{}, err)
+			m.finish(TierRedis, loaded[V]{}, err)
 		}
 		return
 	}
@@ -97,10 +99,11 @@ func (k *Keyspace[V]) awaitHolders(ctx context.Context, b *batch[V], w *leaseWai
 // is one; otherwise the miss is loaded here and cached nowhere.
 func (k *Keyspace[V]) leaseWaitOver(m *miss[V]) {
 	k.counters.leaseTimeouts.Add(1)
+	m.outcome.lease = LeaseTimeout
 	if m.held != nil {
 		if v, err := k.decode(m, m.held); err == nil && !v.negative {
 			k.counters.staleServed.Add(1)
-			m.finish(v.loaded, nil)
+			m.finish(TierStale, v.loaded, nil)
 			return
 		}
 	}

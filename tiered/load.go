@@ -48,6 +48,9 @@ func (k *Keyspace[V]) loadAndFill(ctx context.Context, b *batch[V]) {
 		}
 	}
 	took := k.load(ctx, b.loader, ms)
+	for _, m := range ms {
+		m.outcome.load = took
+	}
 	k.fill(ctx, b, ms, took)
 }
 
@@ -130,12 +133,12 @@ func (k *Keyspace[V]) classifyLoad(m *miss[V]) {
 // StaleIfError window allows one, else with the error.
 func (k *Keyspace[V]) orStale(m *miss[V]) {
 	if m.stale == nil {
-		m.finish(loaded[V]{}, m.err)
+		m.finish(TierLoader, loaded[V]{}, m.err)
 		return
 	}
 	k.counters.staleOnError.Add(1)
 	if !errors.Is(m.err, ErrNotFound) {
 		k.client.warn.Warn("loader failed; serving a stale value (StaleIfError)", zap.Error(m.err))
 	}
-	m.finish(*m.stale, nil)
+	m.finish(TierStale, *m.stale, nil)
 }

@@ -35,6 +35,7 @@ type miss[V any] struct {
 	step    step
 	result  loaded[V]
 	err     error
+	outcome outcome // what answered it, for an Observer
 }
 
 // step is where a miss stands.
@@ -51,9 +52,10 @@ const (
 	stepDone                  // result or err is final
 )
 
-// finish makes l (or err) the miss's final answer.
-func (m *miss[V]) finish(l loaded[V], err error) {
+// finish makes l (or err), from tier, the miss's final answer.
+func (m *miss[V]) finish(tier Tier, l loaded[V], err error) {
 	m.result, m.err, m.step = l, err, stepDone
+	m.outcome.tier = tier
 }
 
 // batch is the misses of one call and what they share.
@@ -84,7 +86,7 @@ func newSingle[V any](m miss[V], ld loader[V]) *single[V] {
 func (b *batch[V]) finish(k *Keyspace[V]) {
 	if b.flight != nil {
 		m := b.misses[0]
-		k.flights.land(m.id, b.flight, m.result, m.err)
+		k.flights.land(b.flight, m)
 		return
 	}
 	close(b.done)
@@ -145,7 +147,7 @@ func (k *Keyspace[V]) run(ctx context.Context, b *batch[V]) {
 	})
 	if !started {
 		for _, m := range b.pending() {
-			m.finish(loaded[V]{}, ErrClosed)
+			m.finish(TierRedis, loaded[V]{}, ErrClosed)
 		}
 		b.finish(k)
 	}
@@ -158,7 +160,7 @@ func (k *Keyspace[V]) fetch(ctx context.Context, b *batch[V]) {
 		// The caller gave up during its read: read again, for the others.
 		k.readRedis(ctx, b)
 		for _, m := range b.at(stepRead) {
-			m.finish(loaded[V]{}, ctx.Err())
+			m.finish(TierRedis, loaded[V]{}, ctx.Err())
 		}
 	}
 	w := leaseWait{deadline: time.Now().Add(k.config.LeaseWait), backoff: 2 * time.Millisecond}

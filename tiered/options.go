@@ -68,6 +68,11 @@ type Options struct {
 	// of the keyspace becomes unreachable. Default 10,000.
 	ReplayQueue int
 
+	// Observer, if set, receives a sample of local hits and every miss, for
+	// metrics and traces (see the tieredprom and tieredotel modules).
+	// Default: none, and the hit path pays one nil check.
+	Observer Observer
+
 	hooks *testHooks // set by this package's tests only
 }
 

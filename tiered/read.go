@@ -81,14 +81,14 @@ func (k *Keyspace[V]) readValue(b *batch[V], m *miss[V], raw []byte) {
 	case now < v.expiry:
 		k.counters.redisHits.Add(1)
 		k.fillLocal(m, v)
-		m.finish(v.loaded, nil)
+		m.finish(TierRedis, v.loaded, nil)
 		return
 	case v.negative:
 	case now < v.expiry.Add(k.config.StaleWhileRevalidate):
 		k.counters.redisHits.Add(1)
 		k.counters.staleServed.Add(1)
 		k.refresh(m.id, m.hash, false)
-		m.finish(v.loaded, nil)
+		m.finish(TierStale, v.loaded, nil)
 		return
 	case now < v.expiry.Add(k.config.StaleIfError):
 		m.stale = &v.loaded
@@ -103,7 +103,7 @@ func (k *Keyspace[V]) readValue(b *batch[V], m *miss[V], raw []byte) {
 func (k *Keyspace[V]) nextAfterMiss(b *batch[V], m *miss[V], next step) {
 	switch {
 	case !b.loader.exists():
-		m.finish(loaded[V]{}, ErrNotFound)
+		m.finish(TierRedis, loaded[V]{}, ErrNotFound)
 	case k.config.DisableLeases:
 		m.step = stepLoadOver
 	default:

@@ -55,7 +55,9 @@ type counters struct {
 }
 
 // Stats returns the keyspace's counters.
-func (k *Keyspace[V]) Stats() Stats {
+func (k *Keyspace[V]) Stats() Stats { return k.stats() }
+
+func (k *Keyspace[V]) stats() Stats {
 	// Read before the local tier's counters: every unserved entry was
 	// counted as a hit there first, so the difference cannot go below zero.
 	notServed := k.counters.localNotServed.Load()
