@@ -175,45 +175,41 @@ func Key(ns, id string) string {
 	return ns + Sep + id
 }
 
-// VersionedKey returns ns + ":v" + ver + ":" + id, the generation form of a
-// key: bumping a group's version (see VersionKey) makes every key built with
-// the old version unreachable at once, without enumerating them. Old keys
-// expire by their TTL. It does not validate.
-func VersionedKey(ns string, ver uint64, id string) string {
-	var num [20]byte // max uint64 has 20 decimal digits
-	v := strconv.AppendUint(num[:0], ver, 10)
+// ValueKey returns the Redis key of id's value in namespace ns, under the
+// namespace's epoch and the id's group version (0: the id has no group):
+//
+//	<ns>:<epoch>:<version>:<id>
+//
+// Every field before the id is always there and none can contain Sep (a
+// namespace is validated with ValidateName, the numbers are decimal), so the
+// id is everything after the third Sep: distinct (ns, epoch, version, id)
+// give distinct keys whatever the id holds. It does not validate.
+func ValueKey(ns string, epoch, version uint64, id string) string {
+	var num [2 * 20]byte // two uint64s have at most 20 decimal digits each
+	n := strconv.AppendUint(num[:0], epoch, 10)
+	n = append(n, Sep...)
+	n = strconv.AppendUint(n, version, 10)
 	var b strings.Builder
-	b.Grow(len(ns) + 2 + len(v) + len(Sep) + len(id))
+	b.Grow(len(ns) + len(n) + 2*len(Sep) + len(id))
 	b.WriteString(ns)
-	b.WriteString(Sep + "v")
-	b.Write(v)
+	b.WriteString(Sep)
+	b.Write(n)
 	b.WriteString(Sep)
 	b.WriteString(id)
 	return b.String()
-}
-
-// ValueKey returns the Redis key of id's value in namespace ns, under the
-// namespace's epoch and the id's group version (0: none):
-//
-//	<ns>:<id>                      epoch 0, no group
-//	<ns>:v<version>:<id>           with a group version
-//	<ns>:e<epoch>:...              the same, once the epoch is non-zero
-//
-// It does not validate.
-func ValueKey(ns string, epoch, version uint64, id string) string {
-	if epoch > 0 {
-		ns += Sep + "e" + strconv.FormatUint(epoch, 10)
-	}
-	if version == 0 {
-		return Key(ns, id)
-	}
-	return VersionedKey(ns, version, id)
 }
 
 // EpochKey returns the Redis key that holds the epoch of namespace ns:
 // "{" + ns + ":epoch}". Like VersionKey it starts with '{'.
 func EpochKey(ns string) string {
 	return "{" + ns + Sep + "epoch}"
+}
+
+// IncarnationKey returns the key beside an epoch key that records which
+// incarnation of the server's data the epoch was written under:
+// epochKey + ":incarnation", in the same Redis Cluster slot.
+func IncarnationKey(epochKey string) string {
+	return epochKey + Sep + "incarnation"
 }
 
 // VersionKey returns the Redis key that holds the version of group in

@@ -162,16 +162,14 @@ func TestHash(t *testing.T) {
 func TestKeyBuilders(t *testing.T) {
 	tests := []struct{ got, want string }{
 		{Key("users", "42"), "users:42"},
-		{VersionedKey("users", 0, "42"), "users:v0:42"},
-		{VersionedKey("users", 7, "a:b"), "users:v7:a:b"},
-		{VersionedKey("u", ^uint64(0), "x"), "u:v18446744073709551615:x"},
 		{VersionKey("users", "team9"), "{users:gv:team9}"},
 		{LeaseKey("users:42"), "{users:42}:lease"},
 		{EpochKey("users"), "{users:epoch}"},
-		{ValueKey("users", 0, 0, "42"), "users:42"},
-		{ValueKey("users", 0, 9, "42"), "users:v9:42"},
-		{ValueKey("users", 3, 0, "42"), "users:e3:42"},
-		{ValueKey("users", 3, 9, "a:b"), "users:e3:v9:a:b"},
+		{IncarnationKey(EpochKey("users")), "{users:epoch}:incarnation"},
+		{ValueKey("users", 0, 0, "42"), "users:0:0:42"},
+		{ValueKey("users", 7, 9, "42"), "users:7:9:42"},
+		{ValueKey("users", 3, 0, "1:0:x"), "users:3:0:1:0:x"},
+		{ValueKey("u", ^uint64(0), ^uint64(0), "x"), "u:18446744073709551615:18446744073709551615:x"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -179,7 +177,7 @@ func TestKeyBuilders(t *testing.T) {
 		}
 	}
 	// Derived keys start with a brace, so no valid user part can equal them.
-	for _, k := range []string{VersionKey("users", "g"), LeaseKey("users:42"), EpochKey("users")} {
+	for _, k := range []string{VersionKey("users", "g"), LeaseKey("users:42"), EpochKey("users"), IncarnationKey(EpochKey("users"))} {
 		if Validate(k) == nil {
 			t.Errorf("derived key %q passes Validate: it could collide with a user key", k)
 		}
@@ -203,7 +201,7 @@ func TestLeaseKeyHashTag(t *testing.T) {
 	for i := 0; i < 5000; i++ {
 		k := Key("ns"+strconv.Itoa(i%7), Hash(strconv.Itoa(i)))
 		if i%3 == 0 {
-			k = VersionedKey("users", uint64(i), "id:"+strconv.Itoa(i)+":é")
+			k = ValueKey("users", uint64(i), uint64(i), "id:"+strconv.Itoa(i)+":é")
 		}
 		if hashTag(LeaseKey(k)) != hashTag(k) {
 			t.Fatalf("LeaseKey(%q) hashes %q, the value key %q", k, hashTag(LeaseKey(k)), hashTag(k))
@@ -222,8 +220,8 @@ func TestZeroAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = Validate("héllo-世界") }); n != 0 {
 		t.Errorf("Validate(unicode) allocates %v times, want 0", n)
 	}
-	if n := testing.AllocsPerRun(100, func() { _ = VersionedKey("users", 12, id) }); n > 1 {
-		t.Errorf("VersionedKey allocates %v times, want at most 1", n)
+	if n := testing.AllocsPerRun(100, func() { _ = ValueKey("users", 1796158081904102, 12, id) }); n > 1 {
+		t.Errorf("ValueKey allocates %v times, want at most 1", n)
 	}
 }
 

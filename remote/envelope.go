@@ -10,23 +10,26 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// Envelope layout (version 1), all integers big-endian:
+// Envelope layout (version 2), all integers big-endian:
 //
 //	offset size field
 //	0      1    magic 0xC4 (bytes written by something else are refused)
-//	1      1    format version (1)
+//	1      1    format version (2)
 //	2      1    flags (bit 0: negative entry, the loader said "not found")
-//	3      8    fresh-until, Unix milliseconds: after it the value is stale
+//	3      8    fresh-until, Unix milliseconds of the Redis server's clock
+//	            (not the writer's): after it the value is stale
 //	11     4    delta, milliseconds the loader took (for early refresh)
 //	15     4    payload length n
 //	19     n    payload (the codec's bytes)
 //	19+n   4    checksum: low 32 bits of xxhash64 of bytes [0, 19+n)
 //
 // The length and checksum make truncated or bit-flipped values a detected
-// miss rather than a wrong value.
+// miss rather than a wrong value. Version 1 (fresh-until on the writer's
+// clock, keys without epoch and version fields) is refused as foreign: its
+// keys are another key space, which this version never reads.
 const (
 	envMagic      = 0xC4
-	envVersion    = 1
+	envVersion    = 2
 	envHeaderSize = 19
 	envTrailer    = 4
 	// EnvelopeOverhead is the number of bytes an envelope adds to a payload.

@@ -55,11 +55,11 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 }
 
 // TestEnvelopeLayout pins the byte layout that getOrLeaseScript reads on the
-// server (magic at byte 0, fresh-until big-endian at bytes 3..10): changing
+// server (magic at byte 0, version 2 at byte 1, fresh-until big-endian at bytes 3..10): changing
 // it without changing the script would make every value look fresh or stale.
 func TestEnvelopeLayout(t *testing.T) {
 	b := AppendEnvelope(nil, &Envelope{Flags: FlagNegative, FreshUntil: 0x0102030405060708, Delta: 0x0A0B0C0D * time.Millisecond})
-	want := []byte{envMagic, 1, 1, 1, 2, 3, 4, 5, 6, 7, 8, 0x0A, 0x0B, 0x0C, 0x0D, 0, 0, 0, 0}
+	want := []byte{envMagic, 2, 1, 1, 2, 3, 4, 5, 6, 7, 8, 0x0A, 0x0B, 0x0C, 0x0D, 0, 0, 0, 0}
 	if !bytes.Equal(b[:envHeaderSize], want) {
 		t.Fatalf("header = % x; want % x", b[:envHeaderSize], want)
 	}

@@ -125,3 +125,49 @@ func IsFailure(err error) bool {
 	}
 	return true
 }
+
+// transientReplies are the error replies of a server that is busy, loading,
+// failing over or full: the same call may succeed later.
+var transientReplies = []string{"LOADING", "BUSY", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "TRYAGAIN", "OOM", "NOSCRIPT", "MOVED", "ASK"}
+
+// IsPermanent tells an error that retrying cannot cure (an ACL refusal, a
+// wrong password, a script Redis refuses, a key of another type) from a
+// transient one (a network error, a timeout, a server busy, loading, failing
+// over or out of memory). A cancelled context is neither.
+func IsPermanent(err error) bool {
+	var re redis.Error
+	if err == nil || errors.Is(err, redis.Nil) || !errors.As(err, &re) {
+		return false
+	}
+	msg := re.Error()
+	for _, p := range transientReplies {
+		if strings.HasPrefix(msg, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// PermissionHint explains a permanent error in terms of what the Redis user
+// lacks, when it is an ACL refusal: Redis's own text for a PUBLISH refused
+// inside a script does not name the command or the channel.
+func PermissionHint(err error, channel string) string {
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "can't publish to the channel"),
+		strings.Contains(msg, "NOPERM") && strings.Contains(msg, "channels"):
+		return "the Redis user may not use the invalidation channel " + channel + ": grant it with ACL SETUSER <user> &" + channel
+	case strings.Contains(msg, "can't run this command"):
+		return "the Redis user may not run a command tiercache's scripts use: grant it +get +set +del +publish +time (and +eval +evalsha +script)"
+	case strings.HasPrefix(msg, "NOPERM") && strings.Contains(msg, "command"):
+		return "the Redis user lacks a command permission: " + msg
+	case strings.Contains(msg, "NOPERM") && strings.Contains(msg, "keys"):
+		return "the Redis user may not touch tiercache's keys: grant it ~* (or ~<keyspace>:* and ~{<keyspace>:*)"
+	case strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "NOAUTH"):
+		return "Redis refuses the credentials: check the go-redis client's Username and Password"
+	}
+	return ""
+}

@@ -3,7 +3,6 @@ package remote
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -37,22 +36,21 @@ type LeaseResult struct {
 // Lease names a value key and its lease key.
 type Lease struct{ Key, Lease string }
 
-// LeaseRequest is what every lease of one GetOrLease call shares.
+// LeaseRequest is what every lease of one call shares.
 type LeaseRequest struct {
 	Token string        // the caller's token, unique to it
 	TTL   time.Duration // how long a lease taken lives
-	Now   UnixMilli     // the time freshness is judged at
 }
 
-// GetOrLease reads each value and, where it is absent or stale at r.Now,
-// tries to take its lease, atomically per key and pipelined across keys:
-// one round trip on a single server, one per node on Redis Cluster.
+// GetOrLease reads each value and, where it is absent or stale by the
+// server's clock, tries to take its lease, atomically per key and pipelined
+// across keys: one round trip on a single server, one per node on Redis
+// Cluster.
 func (s *Store) GetOrLease(ctx context.Context, ls []Lease, r LeaseRequest) (out []LeaseResult, err error) {
 	return guarded(s, ctx, s.opts.ReadTimeout, func(ctx context.Context) ([]LeaseResult, error) {
-		now := strconv.FormatInt(int64(r.Now), 10)
 		calls := make([]scriptCall, len(ls))
 		for i, l := range ls {
-			calls[i] = scriptCall{getOrLeaseScript, []string{l.Key, l.Lease}, []interface{}{r.Token, ms(r.TTL), now}}
+			calls[i] = scriptCall{getOrLeaseScript, []string{l.Key, l.Lease}, []interface{}{r.Token, ms(r.TTL)}}
 		}
 		cmds, err := s.runPipelined(ctx, calls)
 		if err != nil {
@@ -137,7 +135,9 @@ func (s *Store) TryLeases(ctx context.Context, leases []string, r LeaseRequest) 
 
 // FillLeased stores each value only while the lease taken with token still
 // stands, pipelined. stored[i] is false where the lease was voided by a
-// Set, Delete or expiry: the value must then be cached nowhere.
+// Set, Delete or expiry (the value must then be cached nowhere), or where
+// Redis refused the value (maxmemory with noeviction; the lease is given
+// back).
 func (s *Store) FillLeased(ctx context.Context, token string, fills []Write) (stored []bool, err error) {
 	return guarded(s, ctx, s.opts.WriteTimeout, func(ctx context.Context) ([]bool, error) {
 		calls := make([]scriptCall, len(fills))

@@ -13,14 +13,20 @@ var allScripts = []*redis.Script{setScript, delScript, fillScript, versionScript
 // setScript writes a value, voids any lease on it (so a slow loader's fill
 // that raced this write is refused) and publishes the invalidation, all in
 // one atomic step: a process dying between write and publish cannot leave
-// peers stale.
+// peers stale. When Redis refuses the value (maxmemory with noeviction), the
+// old value is deleted instead (DEL works when memory is full), so it is
+// not served while the write is reported failed.
 //
 // KEYS[1] value key, KEYS[2] lease key
 // ARGV[1] envelope, ARGV[2] TTL in ms, ARGV[3] channel, ARGV[4] message ("" = none)
+// Returns 1 (stored) or the refusal's text (the key deleted instead).
 var setScript = redis.NewScript(`
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local r = redis.pcall('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local refused = type(r) == 'table' and r.err
+if refused then redis.call('DEL', KEYS[1]) end
 redis.call('DEL', KEYS[2])
 if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+if refused then return r.err end
 return 1
 `)
 
@@ -39,49 +45,79 @@ return 1
 // and the fill is refused: the loader may have read the database before the
 // change, and its value must not be cached.
 //
+// A fill Redis refuses (maxmemory with noeviction) gives the lease back.
+//
 // KEYS[1] value key, KEYS[2] lease key
 // ARGV[1] lease token, ARGV[2] envelope, ARGV[3] TTL in ms
+// Returns 1 (stored), 0 (the lease was voided) or -1 (Redis refused it).
 var fillScript = redis.NewScript(`
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+local r = redis.pcall('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('DEL', KEYS[2])
+if type(r) == 'table' and r.err then return -1 end
 return 1
 `)
 
-// versionScript reads a group's version, creating it from the server's clock
-// (Unix ms) when absent. Versions therefore never go backwards even when the
-// version key itself is evicted or Redis loses its data: a new version is
-// always later than every version handed out before.
+// Versions and epochs. A version (of a group) or an epoch (of a keyspace)
+// is part of the keys of the values it covers, so it must never be handed
+// out twice: a repeated one would make the values written under its first
+// use reachable again. Each new one is therefore the largest of the current
+// one plus one, the server's clock in microseconds, and one more than the
+// largest the caller has ever seen (its floor), which covers a key lost and
+// a server clock that went back. Every new one is published, so that every
+// process moves to it at once, whether it was bumped or re-created after its
+// key was lost (evicted, flushed). The scripts run with allow-oom: under
+// maxmemory with noeviction, a bump must still land (a few bytes), or old
+// values would be served while it is retried.
 //
-// KEYS[1] version key
-var versionScript = redis.NewScript(`
-local v = tonumber(redis.call('GET', KEYS[1]) or '')
-if v then return v end
-local t = redis.call('TIME')
-local ms = t[1] * 1000 + math.floor(t[2] / 1000)
-redis.call('SET', KEYS[1], string.format('%.0f', ms))
-return ms
+// The publish appends the version to the caller's message prefix as a
+// uvarint: the last field of a single-item bump message in the invalidation
+// format (see package invalidation). Lua numbers hold integers exactly up to
+// 2^53; microseconds since 1970 stay below that until the year 2255.
+const uvarintLua = `
+local function publish(channel, prefix, v)
+  local n, out = v, {}
+  while n >= 128 do
+    out[#out + 1] = string.char(n % 128 + 128)
+    n = math.floor(n / 128)
+  end
+  out[#out + 1] = string.char(n)
+  redis.call('PUBLISH', channel, prefix .. table.concat(out))
+end
+local function newVersion(cur, floor)
+  local t = redis.call('TIME')
+  return math.max(cur + 1, t[1] * 1000000 + t[2], floor + 1)
+end
+`
+
+// versionScript returns the version at KEYS[1], creating (and publishing)
+// a new one when it is absent or unreadable. With an incarnation token, it
+// also treats as absent a version last written under another incarnation of
+// the server's data (KEYS[2] holds the token it was written under): a
+// restart from an older snapshot or a failover that lost writes must not
+// bring back the values of that time.
+//
+// KEYS[1] version or epoch key, KEYS[2] its incarnation key (epochs only)
+// ARGV[1] incarnation token ("": none), ARGV[2] floor, ARGV[3] channel,
+// ARGV[4] message prefix
+var versionScript = redis.NewScript("#!lua flags=allow-oom\n" + uvarintLua + `
+local cur = tonumber(redis.call('GET', KEYS[1]) or '')
+if cur and (ARGV[1] == '' or redis.call('GET', KEYS[2]) == ARGV[1]) then return cur end
+local v = newVersion(cur or 0, tonumber(ARGV[2]))
+redis.call('SET', KEYS[1], string.format('%.0f', v))
+if ARGV[1] ~= '' then redis.call('SET', KEYS[2], ARGV[1]) end
+publish(ARGV[3], ARGV[4], v)
+return v
 `)
 
-// bumpScript advances a group's version to max(current+1, server time in ms)
-// and publishes the bump. The message is built by the caller without its
-// trailing version, which the script appends as a uvarint (the last field of
-// a single-item bump message in the invalidation format).
+// bumpScript advances the version at KEYS[1] and publishes it.
 //
-// KEYS[1] version key
-// ARGV[1] channel, ARGV[2] message prefix
-var bumpScript = redis.NewScript(`
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local t = redis.call('TIME')
-local v = math.max(cur + 1, t[1] * 1000 + math.floor(t[2] / 1000))
+// KEYS[1] version or epoch key
+// ARGV[1] floor, ARGV[2] channel, ARGV[3] message prefix
+var bumpScript = redis.NewScript("#!lua flags=allow-oom\n" + uvarintLua + `
+local v = newVersion(tonumber(redis.call('GET', KEYS[1]) or '') or 0, tonumber(ARGV[1]))
 redis.call('SET', KEYS[1], string.format('%.0f', v))
-local n, out = v, {}
-while n >= 128 do
-  out[#out + 1] = string.char(n % 128 + 128)
-  n = math.floor(n / 128)
-end
-out[#out + 1] = string.char(n)
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. table.concat(out))
+publish(ARGV[2], ARGV[3], v)
 return v
 `)
 
@@ -89,23 +125,25 @@ return v
 // it tries to take the lease, and returns the stale value (if any) beside
 // the outcome. One atomic round trip, so a process never takes a lease on a
 // key that another process has just filled. Freshness is read from the
-// envelope header (bytes 4-11, big-endian Unix ms; see envelope.go); bytes
-// that are not an envelope are returned as present, for the caller to
+// envelope header (bytes 4-11, big-endian Unix ms of the server's clock;
+// see envelope.go), compared with the server's own clock; bytes that are not
+// an envelope of this format are returned as present, for the caller to
 // reject and overwrite.
 //
 // KEYS[1] value key, KEYS[2] lease key
-// ARGV[1] lease token, ARGV[2] lease TTL in ms, ARGV[3] now in Unix ms
+// ARGV[1] lease token, ARGV[2] lease TTL in ms
 // Returns {1, value} (fresh), {2, stale-or-nothing} (lease taken) or
 // {3, stale-or-nothing} (lease held by another).
 var getOrLeaseScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v then
-  if string.len(v) < 11 or string.byte(v, 1) ~= 0xC4 then return {1, v} end
+  if string.len(v) < 11 or string.byte(v, 1) ~= 0xC4 or string.byte(v, 2) ~= 2 then return {1, v} end
   -- A negative fresh-until (top bit set) lies in the past.
   if string.byte(v, 4) < 0x80 then
     local fresh = 0
     for i = 4, 11 do fresh = fresh * 256 + string.byte(v, i) end
-    if fresh > tonumber(ARGV[3]) then return {1, v} end
+    local t = redis.call('TIME')
+    if fresh > t[1] * 1000 + math.floor(t[2] / 1000) then return {1, v} end
   end
 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, v} end

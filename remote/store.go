@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 	"unsafe"
@@ -30,12 +31,22 @@ type Options struct {
 	// version reads); WriteTimeout each write. A caller's earlier deadline
 	// wins. Zero: no bound beyond the caller's context.
 	ReadTimeout, WriteTimeout time.Duration
+	// Wall is the caller's clock, read around ServerState's request.
+	// Default time.Now.
+	Wall func() time.Time
 }
 
 // NewStore returns a Store over rdb (a *redis.Client, *redis.ClusterClient,
 // a failover client or a ring).
 func NewStore(rdb redis.UniversalClient, o Options) *Store {
 	return &Store{rdb: rdb, opts: o, ctxDeadlines: honoursDeadlines(rdb), cluster: isCluster(rdb)}
+}
+
+func (s *Store) wall() time.Time {
+	if s.opts.Wall != nil {
+		return s.opts.Wall()
+	}
+	return time.Now()
 }
 
 // HonoursDeadlines reports whether the client enforces context deadlines by
@@ -116,11 +127,22 @@ type Write struct {
 	Msg        []byte // published on the Store's channel; empty: nothing
 }
 
+// ErrNotStored wraps Redis's refusal of a value (maxmemory with noeviction):
+// the value was not stored, and the key's old value was deleted instead and
+// its invalidation published, so nothing stale is left behind.
+var ErrNotStored = errors.New("tiercache: Redis refused the value; the old one was deleted instead")
+
 // Set stores w.Env at w.Key with w.TTL, removes the key's lease and publishes
-// w.Msg, atomically in one round trip.
+// w.Msg, atomically in one round trip. When Redis refuses the value it
+// returns ErrNotStored (the old value deleted and the message published all
+// the same).
 func (s *Store) Set(ctx context.Context, w Write) error {
 	return guardedErr(s, ctx, s.opts.WriteTimeout, func(ctx context.Context) error {
-		return setScript.Run(ctx, s.rdb, []string{w.Key, w.Lease}, w.Env, ms(w.TTL), s.opts.Channel, w.Msg).Err()
+		r, err := setScript.Run(ctx, s.rdb, []string{w.Key, w.Lease}, w.Env, ms(w.TTL), s.opts.Channel, w.Msg).Result()
+		if refusal, ok := r.(string); ok && err == nil {
+			return fmt.Errorf("%w: %s", ErrNotStored, refusal)
+		}
+		return err
 	})
 }
 

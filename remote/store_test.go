@@ -3,7 +3,6 @@ package remote
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"strconv"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/internal/redistest"
-	"github.com/tiercache/tiercache/invalidation"
 	"github.com/tiercache/tiercache/keys"
 )
 
@@ -360,7 +358,7 @@ func TestGetOrLeaseAbsent(t *testing.T) {
 	l := Lease{Key: "k", Lease: keys.LeaseKey("k")}
 	ttl := 2 * time.Second
 
-	got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: ttl, Now: UnixMilli(nowMs())})
+	got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: ttl})
 	if err != nil || len(got) != 1 || got[0].State != Won || got[0].Value != nil {
 		t.Fatalf("GetOrLease(absent, A) = %+v, %v; want [{Won nil}]", got, err)
 	}
@@ -370,7 +368,7 @@ func TestGetOrLeaseAbsent(t *testing.T) {
 	if d := e.pttl(l.Lease); d > ttl {
 		t.Fatalf("lease PTTL = %v; want <= %v", d, ttl)
 	}
-	got, err = e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "B", TTL: ttl, Now: UnixMilli(nowMs())})
+	got, err = e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "B", TTL: ttl})
 	if err != nil || len(got) != 1 || got[0].State != Lost || got[0].Value != nil {
 		t.Fatalf("GetOrLease(absent, B) = %+v, %v; want [{Lost nil}]", got, err)
 	}
@@ -388,7 +386,7 @@ func TestGetOrLeaseFresh(t *testing.T) {
 	val := envelope(nowMs()+time.Hour.Milliseconds(), "fresh")
 	e.set(l.Key, string(val), 0)
 
-	got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: time.Second, Now: UnixMilli(nowMs())})
+	got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: time.Second})
 	if err != nil || len(got) != 1 || got[0].State != Found || !bytes.Equal(got[0].Value, val) {
 		t.Fatalf("GetOrLease(fresh) = %+v, %v; want [{Found %q}]", got, err, val)
 	}
@@ -403,14 +401,14 @@ func TestGetOrLeaseStale(t *testing.T) {
 	stale := envelope(nowMs()-1000, "stale")
 	e.set(l.Key, string(stale), 0)
 
-	got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: time.Second, Now: UnixMilli(nowMs())})
+	got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: time.Second})
 	if err != nil || len(got) != 1 || got[0].State != Won || !bytes.Equal(got[0].Value, stale) {
 		t.Fatalf("GetOrLease(stale, A) = %+v, %v; want [{Won %q}]", got, err, stale)
 	}
 	if tok := e.get(l.Lease); tok != "A" {
 		t.Fatalf("lease = %q; want token A", tok)
 	}
-	got, err = e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "B", TTL: time.Second, Now: UnixMilli(nowMs())})
+	got, err = e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "B", TTL: time.Second})
 	if err != nil || len(got) != 1 || got[0].State != Lost || !bytes.Equal(got[0].Value, stale) {
 		t.Fatalf("GetOrLease(stale, B) = %+v, %v; want [{Lost %q}]", got, err, stale)
 	}
@@ -419,27 +417,26 @@ func TestGetOrLeaseStale(t *testing.T) {
 	}
 }
 
-// TestGetOrLeaseFreshnessBoundary checks that the script reads fresh-until
-// from the envelope and compares it with the caller's clock (nowMs), not the
-// server's: a value is fresh strictly before FreshUntilMs.
-func TestGetOrLeaseFreshnessBoundary(t *testing.T) {
+// TestGetOrLeaseFreshness checks that the script reads fresh-until from the
+// envelope and compares it with the server's clock, not the caller's.
+func TestGetOrLeaseFreshness(t *testing.T) {
 	e := newEnv(t)
 	l := Lease{Key: "k", Lease: keys.LeaseKey("k")}
-	const until = 1_000_000 // long past by the server's clock
-	e.set(l.Key, string(envelope(until, "v")), 0)
-	for _, c := range []struct {
-		now  int64
-		want LeaseState
-	}{{until - 1, Found}, {until, Won}, {until + 1, Lost}} {
-		got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A" + strconv.FormatInt(c.now, 10), TTL: time.Minute, Now: UnixMilli(c.now)})
+	for i, c := range []struct {
+		until int64
+		want  LeaseState
+	}{
+		{e.serverMs() + 5000, Found},
+		{e.serverMs() - 1, Won},
+		{1_000_000, Lost}, // long past; the lease is taken by now
+		{-5, Lost},        // a negative time lies in the past
+		{1 << 62, Found},  // beyond 2^53 ms (Lua numbers are doubles) is still fresh
+	} {
+		e.set(l.Key, string(envelope(c.until, "v")), 0)
+		got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A" + strconv.Itoa(i), TTL: time.Minute})
 		if err != nil || len(got) != 1 || got[0].State != c.want {
-			t.Fatalf("GetOrLease at now=%d (fresh until %d) = %+v, %v; want state %d", c.now, until, got, err, c.want)
+			t.Fatalf("GetOrLease of a value fresh until %d (server now %d) = %+v, %v; want state %d", c.until, e.serverMs(), got, err, c.want)
 		}
-	}
-	// A fresh-until beyond 2^53 ms (Lua numbers are doubles) is still fresh.
-	e.set(l.Key, string(envelope(1<<62, "far future")), 0)
-	if got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: time.Minute, Now: UnixMilli(nowMs())}); err != nil || got[0].State != Found {
-		t.Fatalf("GetOrLease(fresh until 2^62) = %+v, %v; want Found", got, err)
 	}
 }
 
@@ -458,7 +455,7 @@ func TestGetOrLeaseForeign(t *testing.T) {
 		key := "k:" + name
 		l := Lease{Key: key, Lease: keys.LeaseKey(key)}
 		e.set(key, v, 0)
-		got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: time.Second, Now: UnixMilli(nowMs())})
+		got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: time.Second})
 		if err != nil || len(got) != 1 || got[0].State != Found || got[0].Value == nil || string(got[0].Value) != v {
 			t.Fatalf("%s: GetOrLease = %+v, %v; want [{Found %q}]", name, got, err, v)
 		}
@@ -484,7 +481,7 @@ func TestGetOrLeaseMany(t *testing.T) {
 	}
 	e.pipes.take()
 
-	got, err := e.store.GetOrLease(e.ctx, ls, LeaseRequest{Token: "A", TTL: time.Minute, Now: UnixMilli(nowMs())})
+	got, err := e.store.GetOrLease(e.ctx, ls, LeaseRequest{Token: "A", TTL: time.Minute})
 	if err != nil {
 		t.Fatalf("GetOrLease: %v", err)
 	}
@@ -496,7 +493,7 @@ func TestGetOrLeaseMany(t *testing.T) {
 	}
 	e.expectPipes([]string{"evalsha"}, []int{4})
 
-	if got, err := e.store.GetOrLease(e.ctx, nil, LeaseRequest{Token: "A", TTL: time.Minute, Now: UnixMilli(nowMs())}); err != nil || len(got) != 0 {
+	if got, err := e.store.GetOrLease(e.ctx, nil, LeaseRequest{Token: "A", TTL: time.Minute}); err != nil || len(got) != 0 {
 		t.Fatalf("GetOrLease(nil) = %+v, %v; want none, nil", got, err)
 	}
 }
@@ -504,7 +501,7 @@ func TestGetOrLeaseMany(t *testing.T) {
 func TestFillLeased(t *testing.T) {
 	e := newEnv(t)
 	l := Lease{Key: "k", Lease: keys.LeaseKey("k")}
-	if got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: time.Minute, Now: UnixMilli(nowMs())}); err != nil || got[0].State != Won {
+	if got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: time.Minute}); err != nil || got[0].State != Won {
 		t.Fatalf("GetOrLease = %+v, %v; want Won", got, err)
 	}
 	val := envelope(nowMs()+60_000, "loaded")
@@ -553,7 +550,7 @@ func TestFillLeasedVoided(t *testing.T) {
 	take := func(key, token string) Lease {
 		t.Helper()
 		l := Lease{Key: key, Lease: keys.LeaseKey(key)}
-		if got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: token, TTL: time.Minute, Now: UnixMilli(nowMs())}); err != nil || got[0].State != Won {
+		if got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: token, TTL: time.Minute}); err != nil || got[0].State != Won {
 			t.Fatalf("GetOrLease(%s, %s) = %+v, %v; want Won", key, token, got, err)
 		}
 		return l
@@ -658,138 +655,6 @@ func (e *env) serverMs() int64 {
 	return tm.UnixMilli()
 }
 
-func TestVersion(t *testing.T) {
-	e := newEnv(t)
-	key := keys.VersionKey("ns", "group")
-	before := e.serverMs()
-	v, err := e.store.Version(e.ctx, key)
-	after := e.serverMs()
-	if err != nil {
-		t.Fatalf("Version: %v", err)
-	}
-	if int64(v) < before || int64(v) > after {
-		t.Fatalf("new version %d; want the server's clock in ms, within [%d, %d]", v, before, after)
-	}
-	if got := e.get(key); got != strconv.FormatUint(v, 10) {
-		t.Fatalf("version key = %q; want %d in decimal", got, v)
-	}
-	for i := 0; i < 3; i++ {
-		if again, err := e.store.Version(e.ctx, key); err != nil || again != v {
-			t.Fatalf("Version again = %d, %v; want %d (stable)", again, err, v)
-		}
-	}
-	e.set(key, "42", 0)
-	if got, err := e.store.Version(e.ctx, key); err != nil || got != 42 {
-		t.Fatalf("Version of a preset key = %d, %v; want 42", got, err)
-	}
-}
-
-// bumpPrefix is the message prefix package tiered passes to Bump.
-func bumpPrefix(t *testing.T, node invalidation.NodeID, group string) []byte {
-	t.Helper()
-	p, err := invalidation.Publisher{Node: node}.BumpPrefix("ns", group)
-	if err != nil {
-		t.Fatalf("BumpPrefix: %v", err)
-	}
-	return p
-}
-
-// checkBumpMessage checks that msg is prefix + uvarint(v) and that it decodes
-// as a bump of group to v by node.
-func checkBumpMessage(t *testing.T, msg, prefix []byte, node invalidation.NodeID, group string, v uint64) {
-	t.Helper()
-	if want := binary.AppendUvarint(bytes.Clone(prefix), v); !bytes.Equal(msg, want) {
-		t.Fatalf("bump message = % x; want % x", msg, want)
-	}
-	m, err := invalidation.Decode(msg)
-	if err != nil {
-		t.Fatalf("Decode of bump message % x: %v", msg, err)
-	}
-	if m.Kind != invalidation.KindBump || m.Node != node || m.Keyspace != "ns" ||
-		len(m.Keys) != 1 || m.Keys[0] != group || len(m.Versions) != 1 || m.Versions[0] != v {
-		t.Fatalf("decoded bump = %+v; want bump of ns/%s to %d by %v", m, group, v, node)
-	}
-}
-
-func TestBumpFromClock(t *testing.T) {
-	e := newEnv(t)
-	sub := e.subscribe()
-	node := invalidation.NodeID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
-	group := "g"
-	key := keys.VersionKey("ns", group)
-	prefix := bumpPrefix(t, node, group)
-
-	for name, preset := range map[string]string{"absent": "", "small": "5", "garbage": "not a number"} {
-		if preset == "" {
-			_ = e.rdb.Del(e.ctx, key).Err()
-		} else {
-			e.set(key, preset, 0)
-		}
-		before := e.serverMs()
-		v, err := e.store.Bump(e.ctx, key, prefix)
-		after := e.serverMs()
-		if err != nil {
-			t.Fatalf("%s: Bump: %v", name, err)
-		}
-		if int64(v) < before || int64(v) > after {
-			t.Fatalf("%s: Bump = %d; want the server clock in ms, within [%d, %d]", name, v, before, after)
-		}
-		if got := e.get(key); got != strconv.FormatUint(v, 10) {
-			t.Fatalf("%s: version key = %q; want %d", name, got, v)
-		}
-		checkBumpMessage(t, sub.next(), prefix, node, group, v)
-	}
-
-	// Versions never go backwards, even within one millisecond.
-	prev, err := e.store.Version(e.ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 20; i++ {
-		v, err := e.store.Bump(e.ctx, key, prefix)
-		if err != nil || v <= prev {
-			t.Fatalf("Bump = %d, %v; want > %d", v, err, prev)
-		}
-		checkBumpMessage(t, sub.next(), prefix, node, group, v)
-		prev = v
-	}
-	sub.expect()
-}
-
-// TestBumpAboveClock presets versions above the clock, so that Bump returns
-// cur+1 exactly, and picks values whose uvarint encodings cross group
-// boundaries (low 7 or 14 bits all ones, then carried) and byte counts: the
-// script builds the uvarint with Lua double arithmetic.
-func TestBumpAboveClock(t *testing.T) {
-	e := newEnv(t)
-	sub := e.subscribe()
-	node := invalidation.NodeID{0xC5, 0xFF}
-	const base = uint64(1) << 45 // the year 3084 in Unix ms: above the clock
-	for _, want := range []uint64{
-		base + 127, base + 128, base + 16383, base + 16384,
-		1<<49 - 1, 1 << 49, // 7 then 8 uvarint bytes
-		1<<50 + 12345,
-		1<<53 - 1, // the largest integer a Lua number holds exactly
-	} {
-		group := "g" + strconv.FormatUint(want, 10)
-		key := keys.VersionKey("ns", group)
-		prefix := bumpPrefix(t, node, group)
-		e.set(key, strconv.FormatUint(want-1, 10), 0)
-		v, err := e.store.Bump(e.ctx, key, prefix)
-		if err != nil || v != want {
-			t.Fatalf("Bump from %d = %d, %v; want %d", want-1, v, err, want)
-		}
-		if got := e.get(key); got != strconv.FormatUint(want, 10) {
-			t.Fatalf("version key = %q; want %d", got, want)
-		}
-		if got, err := e.store.Version(e.ctx, key); err != nil || got != want {
-			t.Fatalf("Version after Bump = %d, %v; want %d", got, err, want)
-		}
-		checkBumpMessage(t, sub.next(), prefix, node, group, want)
-	}
-	sub.expect()
-}
-
 // TestScriptsSurviveFlush: after SCRIPT FLUSH (what a restart or a failover
 // to a replica that never saw the scripts looks like) the pipelined EVALSHA
 // calls fail with NOSCRIPT and are re-sent by EVAL, once each: a delete
@@ -828,7 +693,7 @@ func TestScriptsSurviveFlush(t *testing.T) {
 
 	flush()
 	ls := []Lease{{Key: "a", Lease: keys.LeaseKey("a")}, {Key: "b", Lease: keys.LeaseKey("b")}}
-	got, err := e.store.GetOrLease(e.ctx, ls, LeaseRequest{Token: "A", TTL: time.Minute, Now: UnixMilli(nowMs())})
+	got, err := e.store.GetOrLease(e.ctx, ls, LeaseRequest{Token: "A", TTL: time.Minute})
 	if err != nil || len(got) != 2 || got[0].State != Won || got[1].State != Won {
 		t.Fatalf("GetOrLease after SCRIPT FLUSH = %+v, %v; want Won twice", got, err)
 	}
@@ -860,7 +725,7 @@ func TestScriptsSurviveFlush(t *testing.T) {
 	}
 	sub.expect([]byte("m3"))
 	flush()
-	if _, err := e.store.Version(e.ctx, keys.VersionKey("ns", "g")); err != nil {
+	if _, err := e.store.Version(e.ctx, Version{Key: keys.VersionKey("ns", "g")}); err != nil {
 		t.Fatalf("Version after SCRIPT FLUSH: %v", err)
 	}
 }
@@ -891,7 +756,7 @@ func TestScriptsSurviveRestart(t *testing.T) {
 		t.Fatalf("Delete after restart left keys behind")
 	}
 	ls := []Lease{{Key: "a", Lease: keys.LeaseKey("a")}, {Key: "b", Lease: keys.LeaseKey("b")}}
-	if got, err := e.store.GetOrLease(e.ctx, ls, LeaseRequest{Token: "A", TTL: time.Minute, Now: UnixMilli(nowMs())}); err != nil || got[0].State != Won || got[1].State != Won {
+	if got, err := e.store.GetOrLease(e.ctx, ls, LeaseRequest{Token: "A", TTL: time.Minute}); err != nil || got[0].State != Won || got[1].State != Won {
 		t.Fatalf("GetOrLease after restart = %+v, %v; want Won twice", got, err)
 	}
 }

@@ -60,7 +60,7 @@ func TestLeaseKeySameSlot(t *testing.T) {
 	for i := 0; i < 5000; i++ {
 		k := keys.Key("ns"+strconv.Itoa(i%7), keys.Hash(strconv.Itoa(i)))
 		if i%3 == 0 {
-			k = keys.VersionedKey("users", uint64(i), "id:"+strconv.Itoa(i)+":é")
+			k = keys.ValueKey("users", uint64(i), uint64(i), "id:"+strconv.Itoa(i)+":é")
 		}
 		if Slot(keys.LeaseKey(k)) != Slot(k) {
 			t.Fatalf("Slot(LeaseKey(%q)) = %d, Slot = %d", k, Slot(keys.LeaseKey(k)), Slot(k))

@@ -42,8 +42,9 @@ type Client struct {
 	cancel context.CancelFunc
 	closed atomic.Bool
 	close  sync.Once
-	bgMu   sync.Mutex     // orders spawn against Close
+	bgMu   sync.Mutex     // orders spawn against Close; guards tasks
 	bg     sync.WaitGroup // everything spawned: refresh workers, loads, replays
+	tasks  map[*task]struct{}
 
 	mu     sync.RWMutex
 	spaces map[string]space
@@ -51,8 +52,11 @@ type Client struct {
 	leaseSeq atomic.Uint64
 	refreshQ chan func(context.Context)
 	replay   replayQueue
+	server   serverView
 
-	sent, applied, unknown, flushes, resubs atomic.Uint64
+	permanent atomic.Pointer[PermanentError] // see Err
+
+	sent, applied, unknown, flushes, resubs, rewinds atomic.Uint64
 
 	hooks *testHooks // nil outside tests
 }
@@ -64,6 +68,8 @@ type space interface {
 	flush(forgetEpoch bool)
 	replay(ctx context.Context, r replayItems) int
 	stats() Stats
+	renewEpoch(ctx context.Context)
+	loadTimeout() time.Duration
 }
 
 // NewClient starts a Client: its clock and its invalidation bus. It does not
@@ -86,12 +92,13 @@ func NewClient(opts Options) (*Client, error) {
 		ctx:       ctx,
 		cancel:    cancel,
 		spaces:    make(map[string]space),
+		tasks:     make(map[*task]struct{}),
 		hooks:     opts.hooks,
 	}
 	c.replay.max = opts.ReplayQueue
 	c.breaker = c.newBreaker()
 	c.store = remote.NewStore(opts.Redis, remote.Options{
-		Guard: c.breaker, Channel: opts.Channel, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
+		Guard: c.breaker, Channel: opts.Channel, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout, Wall: c.wall,
 	})
 	c.warn = c.log.WithOptions(zap.WrapCore(func(core zapcore.Core) zapcore.Core {
 		return zapcore.NewSamplerWithOptions(core, time.Second, 1, 0)
@@ -101,13 +108,17 @@ func NewClient(opts Options) (*Client, error) {
 			"ReadTimeout and WriteTimeout are enforced with a goroutine per Redis call; enable it for the fastest Redis path")
 	}
 	c.startRefreshers()
+	c.watchServer()
 	c.bus = invalidation.NewBus(opts.Redis, opts.Channel, node, busHandler{c}, invalidation.BusOptions{PingEvery: opts.BusTimeout / 4})
 	return c, nil
 }
 
 // Close stops the bus, the clock and all background work, and waits for
-// them. It does not close the Redis client. Calls made after Close return
-// ErrClosed; Close is idempotent and safe to call concurrently.
+// them: at most the largest LoadTimeout of its keyspaces plus a second, since
+// a Loader that ignores its context cannot be stopped (what is abandoned is
+// logged at Warn). It does not close the Redis client. Calls made after
+// Close return ErrClosed; Close is idempotent and safe to call
+// concurrently.
 func (c *Client) Close() error {
 	c.close.Do(func() {
 		c.bgMu.Lock()
@@ -116,7 +127,7 @@ func (c *Client) Close() error {
 		c.busAliveUntil.Store(0)
 		c.cancel()
 		c.bus.Close()
-		c.bg.Wait()
+		c.waitBackground()
 		c.clock.Stop()
 	})
 	return nil
@@ -192,24 +203,83 @@ func (c *Client) loadCtx(ctx context.Context, d time.Duration) (context.Context,
 	return lctx, func() { stop(); cancel() }
 }
 
+// task names what a goroutine of spawn does, for Close to say what it
+// abandoned.
+type task struct {
+	what, keyspace, id string
+}
+
+func (t *task) String() string {
+	if t.keyspace == "" {
+		return t.what
+	}
+	return t.what + " " + t.keyspace + "/" + t.id
+}
+
 // spawn runs f on a goroutine that Close waits for, unless the Client is
 // closing; it reports whether f was started.
-func (c *Client) spawn(f func()) bool {
+func (c *Client) spawn(t *task, f func()) bool {
 	c.bgMu.Lock()
 	defer c.bgMu.Unlock()
 	if c.closed.Load() {
 		return false
 	}
 	c.bg.Add(1)
+	c.tasks[t] = struct{}{}
 	go func() {
-		defer c.bg.Done()
+		defer func() {
+			c.bgMu.Lock()
+			delete(c.tasks, t)
+			c.bgMu.Unlock()
+			c.bg.Done()
+		}()
 		f()
 	}()
 	return true
 }
 
+// Close waits this long for what it started beyond the largest LoadTimeout
+// of its keyspaces: loads are cancelled at once, and a Loader that honours
+// its context returns well within it.
+const closeMargin = time.Second
+
+// waitBackground waits for everything spawn started, at most the largest
+// LoadTimeout of the keyspaces plus closeMargin, and logs what it abandoned
+// (Loaders that ignore their context).
+func (c *Client) waitBackground() {
+	done := make(chan struct{})
+	go func() {
+		c.bg.Wait()
+		close(done)
+	}()
+	bound := closeMargin
+	c.mu.RLock()
+	for _, s := range c.spaces {
+		bound = max(bound, s.loadTimeout()+closeMargin)
+	}
+	c.mu.RUnlock()
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	c.bgMu.Lock()
+	var left []string
+	for t := range c.tasks {
+		if len(left) < 10 {
+			left = append(left, t.String())
+		}
+	}
+	n := len(c.tasks)
+	c.bgMu.Unlock()
+	c.log.Warn("Close gave up waiting for background work (a Loader that ignores its context?); it goes on unsupervised",
+		zap.Duration("waited", bound), zap.Int("tasks", n), zap.Strings("some", left))
+}
+
 func (c *Client) loadScripts() {
-	c.spawn(func() {
+	c.spawn(&task{what: "load scripts"}, func() {
 		ctx, cancel := context.WithTimeout(c.ctx, c.options.WriteTimeout)
 		defer cancel()
 		if err := c.store.LoadScripts(ctx); err != nil {
@@ -233,4 +303,5 @@ type testHooks struct {
 	onMessage       func(m *invalidation.Message)
 	rand            func() float64 // XFetch's random draw
 	busDown         func()         // in the bus goroutine, before it reconnects
+	wallSkew        time.Duration  // added to this host's wall clock
 }

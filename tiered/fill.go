@@ -198,20 +198,28 @@ type sealed struct {
 
 // envelope encodes l, fresh for ttl, whose load took took.
 func (k *Keyspace[V]) envelope(l loaded[V], ttl, took time.Duration) (sealed, error) {
-	e := remote.Envelope{Delta: took, FreshUntil: remote.ToUnixMilli(time.Now().Add(ttl))}
-	if l.negative {
-		e.Flags = remote.FlagNegative
-	} else {
+	var payload []byte
+	if !l.negative {
 		var err error
-		if e.Payload, err = k.encode(l.value); err != nil {
+		if payload, err = k.encode(l.value); err != nil {
 			return sealed{}, err
 		}
+	}
+	return k.seal(l, payload, ttl, took), nil
+}
+
+// seal wraps an encoded value in its envelope: fresh for ttl by the server's
+// clock.
+func (k *Keyspace[V]) seal(l loaded[V], payload []byte, ttl, took time.Duration) sealed {
+	e := remote.Envelope{Delta: took, FreshUntil: remote.ToUnixMilli(k.client.serverNow().Add(ttl)), Payload: payload}
+	if l.negative {
+		e.Flags = remote.FlagNegative
 	}
 	return sealed{
 		env:      remote.AppendEnvelope(make([]byte, 0, len(e.Payload)+remote.EnvelopeOverhead), &e),
 		redisTTL: ttl + k.staleWindow(l.negative),
-		expiry:   k.client.clock.At(e.FreshUntil.Time()),
-	}, nil
+		expiry:   k.client.localTime(e.FreshUntil),
+	}
 }
 
 func (k *Keyspace[V]) encode(v V) ([]byte, error) {

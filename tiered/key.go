@@ -12,11 +12,11 @@ package tiered
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 
 	"github.com/tiercache/tiercache/internal/clock"
 	"github.com/tiercache/tiercache/keys"
+	"github.com/tiercache/tiercache/remote"
 )
 
 // epochGroup is the group name under which epoch bumps travel on the bus.
@@ -61,7 +61,9 @@ func (k *Keyspace[V]) resolveKeys(ctx context.Context, ms []*miss[V]) error {
 }
 
 // currentEpoch returns the keyspace's epoch, reading it from Redis when it
-// is not known or the bus may have missed a bump.
+// is not known or the bus may have missed a bump. The read checks the
+// incarnation of the server's data: an epoch written under another one is
+// renewed (see server.go).
 func (k *Keyspace[V]) currentEpoch(ctx context.Context) (uint64, error) {
 	if k.client.clock.Now() < k.client.serveUntil() {
 		if v, ok := k.epoch.get(); ok {
@@ -69,18 +71,24 @@ func (k *Keyspace[V]) currentEpoch(ctx context.Context) (uint64, error) {
 		}
 	}
 	gen := k.epoch.token()
-	b, found, err := k.client.store.Get(ctx, keys.EpochKey(k.config.Name))
+	inc, err := k.client.incarnation(ctx)
 	if err != nil {
 		return 0, err
 	}
-	var v uint64
-	if found {
-		if v, err = strconv.ParseUint(string(b), 10, 64); err != nil {
-			return 0, fmt.Errorf("tiercache: epoch of keyspace %q: %w", k.config.Name, err)
-		}
+	key := keys.EpochKey(k.config.Name)
+	v, err := k.readVersion(ctx, remote.Version{Key: key, IncarnationKey: keys.IncarnationKey(key), Incarnation: inc}, epochGroup)
+	if err != nil {
+		return 0, err
 	}
 	k.epoch.fill(v, gen)
 	return v, nil
+}
+
+// renewEpoch reads the epoch again, under the current incarnation.
+func (k *Keyspace[V]) renewEpoch(ctx context.Context) {
+	if _, err := k.currentEpoch(ctx); err != nil {
+		k.redisError("epoch", keys.EpochKey(k.config.Name), err)
+	}
 }
 
 // groupVersion returns the current version of group.
@@ -95,12 +103,28 @@ func (k *Keyspace[V]) groupVersion(ctx context.Context, group string) (uint64, e
 		return 0, fmt.Errorf("tiercache: group of keyspace %q: %w", k.config.Name, err)
 	}
 	gen := k.versions.token()
-	v, err := k.client.store.Version(ctx, keys.VersionKey(k.config.Name, group))
+	v, err := k.readVersion(ctx, remote.Version{Key: keys.VersionKey(k.config.Name, group)}, group)
 	if err != nil {
 		return 0, err
 	}
 	k.versions.fill(group, v, k.client.clock.Precise().Add(k.config.LocalTTL), gen)
 	return v, nil
+}
+
+// readVersion reads (or creates) the version v names, which is announced,
+// when new, as a bump of group.
+func (k *Keyspace[V]) readVersion(ctx context.Context, v remote.Version, group string) (uint64, error) {
+	prefix, err := k.client.publisher.BumpPrefix(k.config.Name, group)
+	if err != nil {
+		return 0, err
+	}
+	v.Prefix, v.Floor = prefix, k.client.server.highest.Load()
+	n, err := k.client.store.Version(ctx, v)
+	if err != nil {
+		return 0, err
+	}
+	k.client.sawVersion(n)
+	return n, nil
 }
 
 // epoch is the keyspace's epoch as this process knows it.

@@ -72,3 +72,5 @@ func NewKeyspace[V any](c *Client, cfg Config[V]) (*Keyspace[V], error) {
 
 // Name returns the keyspace's name.
 func (k *Keyspace[V]) Name() string { return k.config.Name }
+
+func (k *Keyspace[V]) loadTimeout() time.Duration { return k.config.LoadTimeout }

@@ -29,7 +29,7 @@ func (k *Keyspace[V]) takeLeases(ctx context.Context, b *batch[V]) {
 	for i, m := range ms {
 		ls[i] = remote.Lease{Key: m.key, Lease: keys.LeaseKey(m.key)}
 	}
-	req := remote.LeaseRequest{Token: b.token, TTL: k.config.LeaseTTL, Now: remote.ToUnixMilli(time.Now())}
+	req := remote.LeaseRequest{Token: b.token, TTL: k.config.LeaseTTL}
 	rs, err := k.client.store.GetOrLease(ctx, ls, req)
 	if err != nil {
 		k.redisFailed(ms, "lease", err)

@@ -139,7 +139,7 @@ func (k *Keyspace[V]) run(ctx context.Context, b *batch[V]) {
 		b.finish(k)
 		return
 	}
-	started := k.client.spawn(func() {
+	started := k.client.spawn(&task{what: "load", keyspace: k.config.Name, id: b.misses[0].id}, func() {
 		lctx, cancel := k.client.loadCtx(ctx, k.config.LoadTimeout)
 		defer cancel()
 		k.fetch(lctx, b)

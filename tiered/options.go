@@ -68,6 +68,14 @@ type Options struct {
 	// of the keyspace becomes unreachable. Default 10,000.
 	ReplayQueue int
 
+	// ServerCheck is how often the Client asks Redis for its clock (every
+	// freshness decision uses the server's clock) and for the incarnation
+	// of its data (run and replication ids of the masters): after a restart
+	// or failover the data may be older than what was acknowledged, and
+	// every keyspace's epoch is renewed. A subscription of the bus checks
+	// too. Default 1s.
+	ServerCheck time.Duration
+
 	// Observer, if set, receives a sample of local hits and every miss, for
 	// metrics and traces (see the tieredprom and tieredotel modules).
 	// Default: none, and the hit path pays one nil check.
@@ -101,6 +109,7 @@ func (o *Options) applyDefaults() error {
 	positive(&o.BreakerFailures, 5)
 	positive(&o.BreakerOpenFor, time.Second)
 	positive(&o.ReplayQueue, 10_000)
+	positive(&o.ServerCheck, time.Second)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tiercache/tiercache/internal/clock"
 	"github.com/tiercache/tiercache/invalidation"
+	"github.com/tiercache/tiercache/remote"
 )
 
 // busHandler adapts the Client to invalidation.Handler.
@@ -19,6 +20,8 @@ func (h busHandler) Subscribed(first bool) {
 	// Flush on the first subscription too: entries filled before it may
 	// have missed invalidations published before we listened; epoch bumps
 	// may have been missed as well.
+	h.c.accepted("subscribe")
+	h.c.forgetIncarnation()
 	h.c.flushSpaces(true)
 	if !first {
 		h.c.resubs.Add(1)
@@ -36,10 +39,16 @@ func (h busHandler) Alive() {
 
 func (h busHandler) Down(err error) {
 	// Invalidations may be lost from now on: stop serving local entries at
-	// once; the next subscription flushes and resumes.
+	// once; the next subscription flushes and resumes. The server may be
+	// restarting: the next epoch read asks for its incarnation again.
 	h.c.busAliveUntil.Store(0)
+	h.c.forgetIncarnation()
 	if hk := h.c.hooks; hk != nil && hk.busDown != nil {
 		hk.busDown()
+	}
+	if remote.IsPermanent(err) {
+		h.c.refused("subscribe", err)
+		return
 	}
 	h.c.warn.Warn("invalidation bus disconnected; serving from Redis until it is back", zap.Error(err))
 }

@@ -127,7 +127,7 @@ func (k *Keyspace[V]) decode(m *miss[V], raw []byte) (v decoded[V], err error) {
 		k.client.warn.Warn("undecodable value in Redis, treated as a miss", zap.String("key", m.key), zap.Error(err))
 		return v, err
 	}
-	v.expiry = k.client.clock.At(env.FreshUntil.Time())
+	v.expiry = k.client.localTime(env.FreshUntil)
 	v.loadTime = env.Delta
 	return v, nil
 }

@@ -23,7 +23,7 @@ import (
 func (c *Client) startRefreshers() {
 	c.refreshQ = make(chan func(context.Context), c.options.RefreshQueue)
 	for i := 0; i < c.options.RefreshWorkers; i++ {
-		c.spawn(func() {
+		c.spawn(&task{what: "refresh worker"}, func() {
 			for {
 				select {
 				case <-c.ctx.Done():

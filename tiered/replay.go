@@ -26,6 +26,7 @@ type replayQueue struct {
 	queued    uint64
 	replayed  uint64
 	overflows uint64
+	dropped   uint64 // invalidations Redis refused for good (ACL), not queued
 }
 
 // lenLocked is the number of ids and groups waiting.
@@ -84,6 +85,14 @@ func (c *Client) queueGroup(ks, group string, cause error) {
 }
 
 func (c *Client) queue(sets *map[string]map[string]struct{}, ks string, items []string, cause error) {
+	if isPermanent(cause) {
+		// Retrying cannot help: say what is wrong, once, and drop them.
+		c.refused("publish", cause)
+		c.replay.mu.Lock()
+		c.replay.dropped += uint64(len(items))
+		c.replay.mu.Unlock()
+		return
+	}
 	defer c.scheduleReplay()
 	c.replay.mu.Lock()
 	defer c.replay.mu.Unlock()
@@ -142,7 +151,7 @@ func (c *Client) replayAfter(first time.Duration) {
 		q.running = false
 		q.mu.Unlock()
 	}
-	started := c.spawn(func() {
+	started := c.spawn(&task{what: "replay"}, func() {
 		if first > 0 && wait(c.ctx, first) != nil {
 			stop()
 			return

@@ -115,6 +115,8 @@ type ClientStats struct {
 	Replayed              uint64        // queued invalidations sent again
 	ReplayOverflows       uint64        // times a keyspace's queue overflowed (its epoch is bumped instead)
 	ReplayPending         int           // invalidations waiting or being replayed now
+	InvalidationsDropped  uint64        // invalidations Redis refused for good (an ACL refusal, see Client.Err): not queued, not retried
+	ServerRewinds         uint64        // restarts or failovers of Redis seen (its data may have gone back in time): each renewed every keyspace's epoch
 }
 
 // Stats returns the Client's counters.
@@ -130,13 +132,14 @@ func (c *Client) Stats() ClientStats {
 		Resubscriptions:       c.resubs.Load(),
 		Flushes:               c.flushes.Load(),
 		BusDisconnects:        b.Disconnects,
+		ServerRewinds:         c.rewinds.Load(),
 	}
 	bs := c.breaker.Stats()
 	s.BreakerState = c.breaker.State().String()
 	s.BreakerOpens, s.BreakerRejected, s.Degraded = bs.Opens, bs.Rejected, bs.OpenTime
 	q := &c.replay
 	q.mu.Lock()
-	s.ReplayQueued, s.Replayed, s.ReplayOverflows = q.queued, q.replayed, q.overflows
+	s.ReplayQueued, s.Replayed, s.ReplayOverflows, s.InvalidationsDropped = q.queued, q.replayed, q.overflows, q.dropped
 	s.ReplayPending = q.lenLocked() + q.inflight
 	q.mu.Unlock()
 	if b.LastHealthyNano > 0 {

@@ -7,6 +7,7 @@ package tiered
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/tiercache/tiercache/invalidation"
@@ -26,18 +27,26 @@ func (k *Keyspace[V]) Set(ctx context.Context, id string, v V) error {
 		return ErrClosed
 	}
 	h := k.hash(id)
-	l := loaded[V]{value: v}
-	s, err := k.envelope(l, k.jitter(k.config.TTL), 0)
+	var l loaded[V]
+	payload, err := k.encode(v)
 	if err != nil {
 		return &OpError{Op: "set", Key: keys.Key(k.config.Name, id), Err: err}
 	}
 	gen := k.local.Token(h)
-	key, version, err := k.keyOf(ctx, id)
+	key, version, err := k.keyOf(ctx, id) // first: it may learn the server's clock
+	var s sealed
 	if err == nil {
+		s = k.seal(l, payload, k.jitter(k.config.TTL), 0)
 		var msgs [][]byte
 		if msgs, err = k.client.publisher.KeysMessage(k.config.Name, []string{id}); err == nil {
 			err = k.client.store.Set(ctx, remote.Write{Key: key, Lease: keys.LeaseKey(key), Env: s.env, TTL: s.redisTTL, Msg: msgs[0]})
 		}
+	}
+	if errors.Is(err, remote.ErrNotStored) {
+		// Redis is full: it deleted the old value and published instead.
+		k.local.Delete(h, id)
+		k.client.sent.Add(1)
+		return &OpError{Op: "set", Key: key, Err: err}
 	}
 	if err != nil {
 		// Redis may or may not have the new value: serve neither locally,
@@ -50,7 +59,15 @@ func (k *Keyspace[V]) Set(ctx context.Context, id string, v V) error {
 		return &OpError{Op: "set", Key: key, Err: err}
 	}
 	k.client.sent.Add(1)
+	k.client.accepted("publish")
 	k.counters.sets.Add(1)
+	// Hold locally what peers will decode, not v itself: a field the codec
+	// does not store, or a slice the caller goes on changing, must not make
+	// this process disagree with the others.
+	if err := k.config.Codec.Unmarshal(payload, &l.value); err != nil {
+		k.local.Delete(h, id)
+		return nil
+	}
 	// Store locally only if nothing touched the shard since before the
 	// Redis write; otherwise a concurrent write may be newer than ours.
 	now := k.client.clock.Precise()
@@ -91,6 +108,7 @@ func (k *Keyspace[V]) Delete(ctx context.Context, ids ...string) error {
 		return &OpError{Op: "delete", Key: first, Err: err}
 	}
 	k.client.sent.Add(uint64(len(batches)))
+	k.client.accepted("publish")
 	k.counters.deletes.Add(uint64(len(ids)))
 	return nil
 }
@@ -210,10 +228,11 @@ func (k *Keyspace[V]) bumpVersion(ctx context.Context, versionKey, group string)
 	if err != nil {
 		return 0, err
 	}
-	v, err := k.client.store.Bump(ctx, versionKey, prefix)
+	v, err := k.client.store.Bump(ctx, remote.Version{Key: versionKey, Floor: k.client.server.highest.Load(), Prefix: prefix})
 	if err != nil {
 		return 0, err
 	}
+	k.client.sawVersion(v)
 	k.client.sent.Add(1)
 	return v, nil
 }

@@ -92,12 +92,6 @@ func (c *Coarse) Precise() Time {
 	}
 }
 
-// At converts a wall time (one read from another process, say) into the
-// reading this clock had, or will have, at that instant.
-func (c *Coarse) At(wall time.Time) Time {
-	return Time(wall.Round(0).Sub(c.start.Round(0)))
-}
-
 // Stop stops the background goroutine and waits for it to exit. After Stop,
 // Now keeps returning the last stored value. Stop is idempotent and safe to
 // call concurrently.

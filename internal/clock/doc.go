@@ -8,6 +8,5 @@
 //
 // Readings are of type Time: nanoseconds on a monotonic scale with an
 // arbitrary origin (the start of the clock), not wall time. Only differences
-// and comparisons between readings of the same clock are meaningful; At
-// converts a wall time into a reading once, where it enters the process.
+// and comparisons between readings of the same clock are meaningful.
 package clock
