@@ -201,14 +201,9 @@ func (c *Cluster) Node(addr string) *Server {
 // keeps dialling a killed master (go-redis issue #3979). Tests see what
 // users' clients do.
 func (c *Cluster) ClusterOptions() *redis.ClusterOptions {
-	return &redis.ClusterOptions{
-		Addrs:              c.Addrs(),
-		DialTimeout:        time.Second,
-		ReadTimeout:        2 * time.Second,
-		WriteTimeout:       2 * time.Second,
-		DialerRetries:      1,
-		DialerRetryTimeout: 10 * time.Millisecond,
-	}
+	o := clientOptions(c.Addrs()...)
+	o.MaxRetries = 0 // go-redis's default (not -1): the retries described above
+	return o.Cluster()
 }
 
 // Client returns a new cluster client (see ClusterOptions), closed in
@@ -580,17 +575,10 @@ func infoOf(addr string, args ...any) (map[string]string, error) {
 // adminDo sends one command to addr on a connection of its own, bounded by
 // short timeouts, and reports failure as an error (for polling loops).
 func adminDo(addr string, args ...any) (any, error) {
-	c := redis.NewClient(&redis.Options{
-		Addr:               addr,
-		ClientName:         "redistest-admin",
-		PoolSize:           1,
-		DialTimeout:        time.Second,
-		ReadTimeout:        2 * time.Second,
-		WriteTimeout:       2 * time.Second,
-		MaxRetries:         -1,
-		DialerRetries:      1,
-		DialerRetryTimeout: 10 * time.Millisecond,
-	})
+	o := clientOptions(addr).Simple()
+	o.ClientName = "redistest-admin"
+	o.PoolSize = 1
+	c := redis.NewClient(o)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
