@@ -61,6 +61,14 @@ func StartCluster(tb testing.TB, opts ...Options) *Cluster {
 	return startOwned(tb, "cluster state and logs", opts, startCluster)
 }
 
+// StartClusterE is StartCluster without testing.TB, for a cluster that
+// several tests share (one per test binary, closed by TestMain). The caller
+// must Close it. When redis-server or redis-cli is missing the error says
+// how to install it (ErrNotInstalled, ErrCLINotInstalled).
+func StartClusterE(opts Options) (*Cluster, error) {
+	return startCluster(opts)
+}
+
 // group is a set of processes a test owns: a cluster or a sentinel setup.
 type group interface {
 	Close() error
