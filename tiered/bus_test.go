@@ -9,112 +9,89 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/invalidation"
 )
 
-// newNamedClient is newClient whose Redis connections carry name, so a test
-// can find (and kill) them in CLIENT LIST.
-func newNamedClient(t testing.TB, srv *redistest.Server, name string, h *testHooks, opts ...func(*Options)) *Client {
-	t.Helper()
-	ro := srv.RedisOptions()
-	ro.ClientName = name
-	rdb := redis.NewClient(ro)
-	t.Cleanup(func() { _ = rdb.Close() })
-	o := Options{Redis: rdb, hooks: h}
-	for _, f := range opts {
-		f(&o)
-	}
-	c, err := NewClient(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
+// busChannel is the channel of the bus tests' Clients: not the default,
+// which any Client uses.
+const busChannel = "tc-bus"
 
-// subscriberID returns the CLIENT ID of the Pub/Sub connection named name.
-func subscriberID(t testing.TB, srv *redistest.Server, name string) string {
-	t.Helper()
-	for _, cl := range srv.ClientList(t) {
-		if cl["name"] == name && strings.Contains(cl["flags"], "P") {
-			return cl["id"]
-		}
-	}
-	t.Fatalf("no subscriber connection named %q", name)
-	return ""
-}
+func withBusChannel(o *Options) { o.Channel = busChannel }
 
+// A Set in one Client evicts another's copy, also when the value and the
+// channel live on different nodes; the writer ignores its own message and
+// reads never publish.
 func TestSetInOneClientEvictsInOthers(t *testing.T) {
-	srv := redistest.Start(t)
-	db := newDB()
-	db.put("1", "v1")
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	mustGet(t, ka, "1")
-	mustGet(t, kb, "1")
-	if s := kb.Stats(); s.LocalEntries != 1 {
-		t.Fatalf("B holds %d local entries, want 1", s.LocalEntries)
-	}
-	if err := ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "B sees v2", func() bool { return mustGet(t, kb, "1").Name == "v2" })
-	if s := b.Stats(); s.InvalidationsApplied < 1 {
-		t.Fatalf("B applied no invalidation: %+v", s)
-	}
-	eventually(t, 5*time.Second, "A ignores its own message", func() bool { return a.Stats().IgnoredOwn >= 1 })
-	if s := a.Stats(); s.InvalidationsSent != 1 {
-		t.Fatalf("A sent %d invalidations, want 1", s.InvalidationsSent)
-	}
-	// Fills and reads never publish.
-	before := b.Stats().InvalidationsSent
-	mustGet(t, kb, "1")
-	_, _ = kb.Get(ctxT(t), "2x")
-	if b.Stats().InvalidationsSent != before {
-		t.Fatal("a read published an invalidation")
-	}
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		db := newDB()
+		id := offNode(t, b, "user", busChannel)
+		db.put(id, "v1")
+		p := peersOf(t, b.client(t, nil, withBusChannel), b.client(t, nil, withBusChannel),
+			Config[user]{Loader: db.load, LocalTTL: time.Hour})
+		mustGet(t, p.ka, id)
+		mustGet(t, p.kb, id)
+		if s := p.kb.Stats(); s.LocalEntries != 1 {
+			t.Fatalf("B holds %d local entries, want 1", s.LocalEntries)
+		}
+		if err := p.ka.Set(ctxT(t), id, user{ID: id, Name: "v2"}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "B sees v2", func() bool { return mustGet(t, p.kb, id).Name == "v2" })
+		// B counts the message after acting on it: poll.
+		eventually(t, 5*time.Second, "B counts one invalidation applied", func() bool { return p.b.Stats().InvalidationsApplied == 1 })
+		eventually(t, 5*time.Second, "A ignores its own message", func() bool { return p.a.Stats().IgnoredOwn >= 1 })
+		if s := p.a.Stats(); s.InvalidationsSent != 1 {
+			t.Fatalf("A sent %d invalidations, want 1", s.InvalidationsSent)
+		}
+		// Fills and reads never publish.
+		before := p.b.Stats().InvalidationsSent
+		mustGet(t, p.kb, id)
+		_, _ = p.kb.Get(ctxT(t), "2x")
+		if p.b.Stats().InvalidationsSent != before {
+			t.Fatal("a read published an invalidation")
+		}
+	})
 }
 
+// A killed subscriber connection leads to a resubscription that flushes, so
+// a write missed meanwhile is not served from an hour-long local copy.
 func TestResubscriptionAfterKilledConnectionFlushes(t *testing.T) {
-	srv := redistest.Start(t)
-	db := newDB()
-	db.put("1", "v1")
-	downs := make(chan struct{}, 4)
-	release := make(chan struct{})
-	var once sync.Once
-	hooks := &testHooks{busDown: func() {
-		downs <- struct{}{}
-		once.Do(func() { <-release }) // hold the first reconnect until the test allows it
-	}}
-	a := newNamedClient(t, srv, "A", nil)
-	b := newNamedClient(t, srv, "B", hooks)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	mustGet(t, kb, "1") // B caches v1 for an hour
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		db := newDB()
+		id := offNode(t, b, "user", busChannel)
+		db.put(id, "v1")
+		downs := make(chan struct{}, 4)
+		release := make(chan struct{})
+		var held, released sync.Once
+		hooks := &testHooks{busDown: func() {
+			downs <- struct{}{}
+			held.Do(func() { <-release }) // hold the first reconnect until the test allows it
+		}}
+		a := b.namedClient(t, "A", withBusChannel)
+		c := b.namedClient(t, "B", withBusChannel, withHooks(hooks))
+		t.Cleanup(func() { released.Do(func() { close(release) }) }) // before B closes
+		p := peersOf(t, a, c, Config[user]{Loader: db.load, LocalTTL: time.Hour})
+		mustGet(t, p.kb, id) // B caches v1 for an hour
 
-	if n := srv.KillClients(t, "ID", subscriberID(t, srv, "B")); n != 1 {
-		t.Fatalf("killed %d connections", n)
-	}
-	<-downs
-	// While B is not subscribed, A changes the value: B cannot hear it.
-	db.put("1", "v2")
-	if err := ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}); err != nil {
-		t.Fatal(err)
-	}
-	if b.Ready() {
-		t.Fatal("B reports ready while its bus is down")
-	}
-	close(release)
-	eventually(t, 10*time.Second, "B resubscribes", func() bool { return b.Stats().Resubscriptions == 1 && b.Ready() })
-	if got := mustGet(t, kb, "1"); got.Name != "v2" {
-		t.Fatalf("after resubscription B serves %+v, want v2", got)
-	}
+		if n := b.killSubscriber(t, "B"); n != 1 {
+			t.Fatalf("killed %d Pub/Sub connections of B, want 1", n)
+		}
+		<-downs
+		// While B is not subscribed, A changes the value: B cannot hear it.
+		db.put(id, "v2")
+		if err := p.ka.Set(ctxT(t), id, user{ID: id, Name: "v2"}); err != nil {
+			t.Fatal(err)
+		}
+		if p.b.Ready() {
+			t.Fatal("B reports ready while its bus is down")
+		}
+		released.Do(func() { close(release) })
+		eventually(t, 10*time.Second, "B resubscribes", func() bool { return p.b.Stats().Resubscriptions == 1 && p.b.Ready() })
+		if got := mustGet(t, p.kb, id); got.Name != "v2" {
+			t.Fatalf("after resubscription B serves %+v, want v2", got)
+		}
+	})
 }
 
 func TestRedisRestartLeavesNoStaleLocalValue(t *testing.T) {

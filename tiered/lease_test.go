@@ -138,143 +138,65 @@ func leaseHeld(t *testing.T, raw *redis.Client, key string) bool {
 	return n == 1
 }
 
-// tripLog is a go-redis hook that records the commands of each round trip,
-// leaving out the handshake go-redis sends on a new connection.
-type tripLog struct {
-	mu    sync.Mutex
-	trips [][]string
-}
-
-func (l *tripLog) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (l *tripLog) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		l.add([]redis.Cmder{cmd})
-		return next(ctx, cmd)
-	}
-}
-
-func (l *tripLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		l.add(cmds)
-		return next(ctx, cmds)
-	}
-}
-
-func (l *tripLog) add(cmds []redis.Cmder) {
-	var names []string
-	for _, c := range cmds {
-		switch n := c.Name(); n {
-		case "hello", "client", "auth", "select", "ping":
-		default:
-			names = append(names, n)
+// A herd of 2 Clients x 500 goroutines on one cold key loads it once.
+func TestHerdLoadsOnce(t *testing.T) {
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		db := newDB()
+		want := db.put("hot", "herd")
+		var loads atomic.Int64
+		loader := func(ctx context.Context, id string) (user, error) {
+			loads.Add(1)
+			time.Sleep(300 * time.Millisecond) // the cost of a slow query, not synchronisation
+			return db.load(ctx, id)
 		}
-	}
-	if len(names) == 0 {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.trips = append(l.trips, names)
-}
+		p := newPeers(t, b, Config[user]{Loader: loader})
 
-func (l *tripLog) reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.trips = nil
-}
-
-func (l *tripLog) snapshot() [][]string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.trips)
-}
-
-// scriptCalls counts the scripts run (EVALSHA or EVAL), i.e. lease polls
-// for a single Get.
-func (l *tripLog) scriptCalls() int {
-	n := 0
-	for _, trip := range l.snapshot() {
-		for _, c := range trip {
-			if c == "evalsha" || c == "eval" {
-				n++
+		const perClient = 500
+		ctx := ctxT(t)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var wrong, failed atomic.Int64
+		var errMu sync.Mutex
+		var firstErr error
+		for _, k := range []*Keyspace[user]{p.ka, p.kb} {
+			for i := 0; i < perClient; i++ {
+				k := k
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					u, err := k.Get(ctx, "hot")
+					switch {
+					case err != nil:
+						if failed.Add(1) == 1 {
+							errMu.Lock()
+							firstErr = err
+							errMu.Unlock()
+						}
+					case u != want:
+						wrong.Add(1)
+					}
+				}()
 			}
 		}
-	}
-	return n
-}
-
-// newLoggedClient is newClient with a tripLog on its go-redis client,
-// installed before any command is sent (AddHook is not safe concurrently
-// with commands).
-func newLoggedClient(t *testing.T, srv *redistest.Server) (*Client, *tripLog) {
-	t.Helper()
-	rdb := redis.NewClient(srv.RedisOptions())
-	log := &tripLog{}
-	rdb.AddHook(log)
-	t.Cleanup(func() { _ = rdb.Close() }) // runs after the Client's Close
-	return newClient(t, srv, func(o *Options) { o.Redis = rdb }), log
-}
-
-func TestHerdLoadsOnce(t *testing.T) {
-	srv := redistest.Start(t)
-	db := newDB()
-	want := db.put("hot", "herd")
-	var loads atomic.Int64
-	loader := func(ctx context.Context, id string) (user, error) {
-		loads.Add(1)
-		time.Sleep(300 * time.Millisecond) // the cost of a slow query, not synchronisation
-		return db.load(ctx, id)
-	}
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	ks := []*Keyspace[user]{newKS(t, a, Config[user]{Loader: loader}), newKS(t, b, Config[user]{Loader: loader})}
-
-	const perClient = 500
-	ctx := ctxT(t)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	var wrong, failed atomic.Int64
-	var errMu sync.Mutex
-	var firstErr error
-	for _, k := range ks {
-		for i := 0; i < perClient; i++ {
-			k := k
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				u, err := k.Get(ctx, "hot")
-				switch {
-				case err != nil:
-					if failed.Add(1) == 1 {
-						errMu.Lock()
-						firstErr = err
-						errMu.Unlock()
-					}
-				case u != want:
-					wrong.Add(1)
-				}
-			}()
+		close(start)
+		wg.Wait()
+		if n := failed.Load(); n > 0 {
+			errMu.Lock()
+			defer errMu.Unlock()
+			t.Fatalf("%d Gets failed, first: %v", n, firstErr)
 		}
-	}
-	close(start)
-	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		errMu.Lock()
-		defer errMu.Unlock()
-		t.Fatalf("%d Gets failed, first: %v", n, firstErr)
-	}
-	if n := wrong.Load(); n > 0 {
-		t.Fatalf("%d Gets returned something other than %+v", n, want)
-	}
-	if n := loads.Load(); n != 1 {
-		t.Fatalf("the loader ran %d times for %d concurrent Gets in 2 processes, want 1", n, 2*perClient)
-	}
-	sa, sb := ks[0].Stats(), ks[1].Stats()
-	if sa.LeasesWon+sb.LeasesWon != 1 || sa.LeaseTimeouts+sb.LeaseTimeouts != 0 {
-		t.Fatalf("lease stats: A %+v, B %+v", sa, sb)
-	}
+		if n := wrong.Load(); n > 0 {
+			t.Fatalf("%d Gets returned something other than %+v", n, want)
+		}
+		if n := loads.Load(); n != 1 {
+			t.Fatalf("the loader ran %d times for %d concurrent Gets in 2 processes, want 1", n, 2*perClient)
+		}
+		sa, sb := p.ka.Stats(), p.kb.Stats()
+		if sa.LeasesWon+sb.LeasesWon != 1 || sa.LeaseTimeouts+sb.LeaseTimeouts != 0 {
+			t.Fatalf("lease stats: A %+v, B %+v", sa, sb)
+		}
+	})
 }
 
 // A load that read the database before a write must not be cached after
@@ -286,11 +208,11 @@ func TestStaleWriteBackRefused(t *testing.T) {
 			srv := redistest.Start(t)
 			raw := srv.Client(t)
 			db := newDB()
-			v1 := db.put("7", "v1")
 			a, b := newClient(t, srv), newClient(t, srv)
 			waitReady(t, a, b)
-			ua := newKS(t, a, Config[user]{Loader: db.load})
 			g := newGate(t)
+			v1 := db.put("7", "v1")
+			ua := newKS(t, a, Config[user]{Loader: db.load})
 			ub := newKS(t, b, Config[user]{Loader: g.loader(db)})
 			ctx := ctxT(t)
 
@@ -340,10 +262,10 @@ func TestLeaseHolderDies(t *testing.T) {
 	srv := redistest.Start(t)
 	raw := srv.Client(t)
 	db := newDB()
-	want := db.put("d", "dies")
 	a, b := newClient(t, srv), newClient(t, srv)
 	waitReady(t, a, b)
 	g := newGate(t)
+	want := db.put("d", "dies")
 	ua := newKS(t, a, Config[user]{Loader: g.loader(db), LeaseTTL: leaseTTL})
 	var bLoads atomic.Int64
 	ub := newKS(t, b, Config[user]{Loader: countingLoader(db, &bLoads), LeaseTTL: leaseTTL, LeaseWait: leaseWait})
@@ -401,10 +323,10 @@ func TestSlowLoaderLosesLease(t *testing.T) {
 	srv := redistest.Start(t)
 	raw := srv.Client(t)
 	db := newDB()
-	v1 := db.put("s", "v1")
 	a, b := newClient(t, srv), newClient(t, srv)
 	waitReady(t, a, b)
 	g := newGate(t)
+	v1 := db.put("s", "v1")
 	ua := newKS(t, a, Config[user]{Loader: g.loader(db), LeaseTTL: 100 * time.Millisecond})
 	ub := newKS(t, b, Config[user]{Loader: db.load})
 	ctx := ctxT(t)
@@ -439,11 +361,11 @@ func TestSlowLoaderLosesLease(t *testing.T) {
 func TestLeaseLoserWaitsForFill(t *testing.T) {
 	srv := redistest.Start(t)
 	db := newDB()
-	want := db.put("w", "from the holder")
-	a := newClient(t, srv)
-	b, blog := newLoggedClient(t, srv)
+	blog := &tripLog{}
+	a, b := newClient(t, srv), serverBackend(srv).client(t, blog)
 	waitReady(t, a, b)
 	g := newGate(t)
+	want := db.put("w", "from the holder")
 	ua := newKS(t, a, Config[user]{Loader: g.loader(db)})
 	var bLoads atomic.Int64
 	ub := newKS(t, b, Config[user]{Loader: countingLoader(db, &bLoads)})
@@ -455,7 +377,7 @@ func TestLeaseLoserWaitsForFill(t *testing.T) {
 	waiter := goGet(ctx, ub, "w")
 	// Let B find the lease taken and poll it a few times.
 	eventually(t, 5*time.Second, "B polls the lease or loads", func() bool {
-		return blog.scriptCalls() >= 3 || bLoads.Load() > 0
+		return blog.snapshot().scriptCalls() >= 3 || bLoads.Load() > 0
 	})
 	if n := bLoads.Load(); n != 0 {
 		t.Fatalf("B called its loader %d times while the holder was loading", n)
@@ -482,10 +404,10 @@ func TestLeaseWaitTimeout(t *testing.T) {
 	srv := redistest.Start(t)
 	raw := srv.Client(t)
 	db := newDB()
-	want := db.put("t", "timeout")
 	a, b := newClient(t, srv), newClient(t, srv)
 	waitReady(t, a, b)
 	g := newGate(t)
+	want := db.put("t", "timeout")
 	ua := newKS(t, a, Config[user]{Loader: g.loader(db)})
 	var bLoads atomic.Int64
 	ub := newKS(t, b, Config[user]{Loader: countingLoader(db, &bLoads), LeaseWait: leaseWait})
@@ -529,7 +451,8 @@ func TestLeaseWaitTimeout(t *testing.T) {
 func TestGetManyTakesLeasesInOneRoundTrip(t *testing.T) {
 	srv := redistest.Start(t)
 	raw := srv.Client(t)
-	c, log := newLoggedClient(t, srv)
+	log := &tripLog{}
+	c := serverBackend(srv).client(t, log)
 	waitReady(t, c)
 	var mu sync.Mutex
 	var calls [][]string
@@ -571,7 +494,7 @@ func TestGetManyTakesLeasesInOneRoundTrip(t *testing.T) {
 			t.Fatalf("GetMany[%s] = %+v", id, m[id])
 		}
 	}
-	trips := log.snapshot()
+	trips := log.snapshot().names()
 	repeat := func(cmd string) []string {
 		out := make([]string, len(ids))
 		for i := range out {
@@ -634,10 +557,10 @@ func TestLoaderErrorReleasesLease(t *testing.T) {
 		srv := redistest.Start(t)
 		raw := srv.Client(t)
 		db := newDB()
-		want := db.put("e", "after the error")
 		a, b := newClient(t, srv), newClient(t, srv)
 		waitReady(t, a, b)
 		g := newGate(t)
+		want := db.put("e", "after the error")
 		failing := g.loader(db)
 		ua := newKS(t, a, Config[user]{Loader: func(ctx context.Context, id string) (user, error) {
 			if _, err := failing(ctx, id); err != nil {
