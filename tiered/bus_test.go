@@ -98,28 +98,25 @@ func TestRedisRestartLeavesNoStaleLocalValue(t *testing.T) {
 	srv := redistest.Start(t)
 	db := newDB()
 	db.put("1", "v1")
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	mustGet(t, kb, "1")
+	p := newPeers(t, serverBackend(srv), Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	mustGet(t, p.kb, "1")
 
 	srv.Kill(t)
-	eventually(t, 5*time.Second, "B notices", func() bool { return !b.Ready() })
+	eventually(t, 5*time.Second, "B notices", func() bool { return !p.b.Ready() })
 	db.put("1", "v2")
 	// While Redis is down B must not serve its hour-long local copy.
-	if got := mustGet(t, kb, "1"); got.Name != "v2" {
+	if got := mustGet(t, p.kb, "1"); got.Name != "v2" {
 		t.Fatalf("with Redis down B served %+v, want the loader's v2", got)
 	}
 	srv.Restart(t)
 	eventually(t, 10*time.Second, "A can write again", func() bool {
-		return ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}) == nil
+		return p.ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}) == nil
 	})
-	waitReady(t, b)
-	if got := mustGet(t, kb, "1"); got.Name != "v2" {
+	waitReady(t, p.b)
+	if got := mustGet(t, p.kb, "1"); got.Name != "v2" {
 		t.Fatalf("after restart B serves %+v, want v2", got)
 	}
-	if s := b.Stats(); s.Resubscriptions < 1 || s.BusDisconnects < 1 {
+	if s := p.b.Stats(); s.Resubscriptions < 1 || s.BusDisconnects < 1 {
 		t.Fatalf("B's bus stats after a restart: %+v", s)
 	}
 }
@@ -135,17 +132,13 @@ func TestSlowSubscriberIsDisconnectedAndFlushes(t *testing.T) {
 	hooks := &testHooks{onMessage: func(*invalidation.Message) {
 		blocked.Do(func() { close(entered); <-block })
 	}}
-	a := newClient(t, srv)
-	b := newClientHooks(t, srv, hooks)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	mustGet(t, kb, "1")
+	p := peersOf(t, newClient(t, srv), newClientHooks(t, srv, hooks), Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	mustGet(t, p.kb, "1")
 
 	// B's handler blocks on the first message; A floods the channel until
 	// Redis drops B for exceeding the pubsub output buffer limit.
 	ctx := ctxT(t)
-	if err := ka.Delete(ctx, "warm-up"); err != nil {
+	if err := p.ka.Delete(ctx, "warm-up"); err != nil {
 		t.Fatal(err)
 	}
 	<-entered
@@ -156,7 +149,7 @@ func TestSlowSubscriberIsDisconnectedAndFlushes(t *testing.T) {
 	}
 	eventually(t, 20*time.Second, "Redis disconnects the slow subscriber", func() bool {
 		for i := 0; i < 20; i++ {
-			if err := ka.Delete(ctx, ids...); err != nil {
+			if err := p.ka.Delete(ctx, ids...); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -168,12 +161,12 @@ func TestSlowSubscriberIsDisconnectedAndFlushes(t *testing.T) {
 		return len(pubsubClients(t, srv)) < 2
 	})
 	db.put("1", "v2")
-	if err := ka.Set(ctx, "1", user{ID: "1", Name: "v2"}); err != nil {
+	if err := p.ka.Set(ctx, "1", user{ID: "1", Name: "v2"}); err != nil {
 		t.Fatal(err)
 	}
 	close(block)
-	eventually(t, 10*time.Second, "B resubscribes", func() bool { return b.Stats().Resubscriptions >= 1 && b.Ready() })
-	if got := mustGet(t, kb, "1"); got.Name != "v2" {
+	eventually(t, 10*time.Second, "B resubscribes", func() bool { return p.b.Stats().Resubscriptions >= 1 && p.b.Ready() })
+	if got := mustGet(t, p.kb, "1"); got.Name != "v2" {
 		t.Fatalf("slow subscriber serves %+v after catching up, want v2", got)
 	}
 }
@@ -198,27 +191,23 @@ func TestFillRacingInvalidationDoesNotLand(t *testing.T) {
 	hooks := &testHooks{beforeLocalFill: func(ks, id string) {
 		once.Do(func() { close(atFill); <-release })
 	}}
-	a := newClient(t, srv)
-	b := newClientHooks(t, srv, hooks)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	mustGet(t, ka, "1") // v1 in Redis
+	p := peersOf(t, newClient(t, srv), newClientHooks(t, srv, hooks), Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	mustGet(t, p.ka, "1") // v1 in Redis
 
 	got := make(chan user, 1)
-	go func() { u, _ := kb.Get(context.Background(), "1"); got <- u }()
+	go func() { u, _ := p.kb.Get(context.Background(), "1"); got <- u }()
 	<-atFill // B read v1 from Redis and is about to fill its local tier
 	db.put("1", "v2")
-	if err := ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}); err != nil {
+	if err := p.ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "B applies the invalidation", func() bool { return b.Stats().InvalidationsApplied >= 1 })
+	eventually(t, 5*time.Second, "B applies the invalidation", func() bool { return p.b.Stats().InvalidationsApplied >= 1 })
 	close(release)
 	<-got // v1: true when it was read
-	if s := kb.Stats(); s.LocalFillsSkipped != 1 {
+	if s := p.kb.Stats(); s.LocalFillsSkipped != 1 {
 		t.Fatalf("LocalFillsSkipped = %d, want 1", s.LocalFillsSkipped)
 	}
-	if u := mustGet(t, kb, "1"); u.Name != "v2" {
+	if u := mustGet(t, p.kb, "1"); u.Name != "v2" {
 		t.Fatalf("B serves %+v after the invalidation, want v2", u)
 	}
 }
@@ -254,10 +243,7 @@ func TestFlushRacingFillLeavesNoPreFlushData(t *testing.T) {
 
 func TestOwnSetDeleteGetNeverReturnsOldValue(t *testing.T) {
 	srv := redistest.Start(t)
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{LocalTTL: time.Hour})
+	p := newPeers(t, serverBackend(srv), Config[user]{LocalTTL: time.Hour})
 	ctx := ctxT(t)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -270,17 +256,17 @@ func TestOwnSetDeleteGetNeverReturnsOldValue(t *testing.T) {
 				return
 			default:
 			}
-			_ = kb.Set(ctx, "k", user{Name: fmt.Sprintf("b-%d", i)})
+			_ = p.kb.Set(ctx, "k", user{Name: fmt.Sprintf("b-%d", i)})
 		}
 	}()
 	for i := 0; i < 200; i++ {
-		if err := ka.Set(ctx, "k", user{Name: fmt.Sprintf("a-%d", i)}); err != nil {
+		if err := p.ka.Set(ctx, "k", user{Name: fmt.Sprintf("a-%d", i)}); err != nil {
 			t.Fatal(err)
 		}
-		if err := ka.Delete(ctx, "k"); err != nil {
+		if err := p.ka.Delete(ctx, "k"); err != nil {
 			t.Fatal(err)
 		}
-		u, err := ka.Get(ctx, "k")
+		u, err := p.ka.Get(ctx, "k")
 		if err == nil && strings.HasPrefix(u.Name, "a-") {
 			t.Fatalf("iteration %d: Get after own Set+Delete returned own old value %q", i, u.Name)
 		}
@@ -295,22 +281,19 @@ func TestOwnSetDeleteGetNeverReturnsOldValue(t *testing.T) {
 func TestNegativeEntryInvalidatedWhenCreatedElsewhere(t *testing.T) {
 	srv := redistest.Start(t)
 	db := newDB()
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{Loader: db.load, NegativeTTL: time.Hour, LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{Loader: db.load, NegativeTTL: time.Hour, LocalTTL: time.Hour})
-	if _, err := kb.Get(ctxT(t), "n"); !errors.Is(err, ErrNotFound) {
+	p := newPeers(t, serverBackend(srv), Config[user]{Loader: db.load, NegativeTTL: time.Hour, LocalTTL: time.Hour})
+	if _, err := p.kb.Get(ctxT(t), "n"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get: %v", err)
 	}
-	if _, err := kb.Get(ctxT(t), "n"); !errors.Is(err, ErrNotFound) || kb.Stats().NegativeHits != 1 {
-		t.Fatalf("negative entry not cached: %v %+v", err, kb.Stats())
+	if _, err := p.kb.Get(ctxT(t), "n"); !errors.Is(err, ErrNotFound) || p.kb.Stats().NegativeHits != 1 {
+		t.Fatalf("negative entry not cached: %v %+v", err, p.kb.Stats())
 	}
 	db.put("n", "born")
-	if err := ka.Set(ctxT(t), "n", user{ID: "n", Name: "born"}); err != nil {
+	if err := p.ka.Set(ctxT(t), "n", user{ID: "n", Name: "born"}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "B sees the new key", func() bool {
-		u, err := kb.Get(ctxT(t), "n")
+		u, err := p.kb.Get(ctxT(t), "n")
 		return err == nil && u.Name == "born"
 	})
 }
@@ -370,10 +353,7 @@ func TestTwentyClientsInvalidateEachOther(t *testing.T) {
 
 func TestMalformedMessagesAreCountedAndIgnored(t *testing.T) {
 	srv := redistest.Start(t)
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{LocalTTL: time.Hour})
+	p := newPeers(t, serverBackend(srv), Config[user]{LocalTTL: time.Hour})
 	ctx := ctxT(t)
 	raw := srv.Client(t)
 	for _, m := range []string{"", "hello", "\xc5\x09future-version", "\xc5\x01short", string([]byte{0xc5, 1})} {
@@ -381,16 +361,16 @@ func TestMalformedMessagesAreCountedAndIgnored(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 5*time.Second, "B counts 5 malformed messages", func() bool { return b.Stats().IgnoredMalformed == 5 })
+	eventually(t, 5*time.Second, "B counts 5 malformed messages", func() bool { return p.b.Stats().IgnoredMalformed == 5 })
 	// The bus still works.
-	if err := kb.Set(ctx, "1", user{Name: "v1"}); err != nil {
+	if err := p.kb.Set(ctx, "1", user{Name: "v1"}); err != nil {
 		t.Fatal(err)
 	}
-	mustGet(t, ka, "1")
-	if err := kb.Set(ctx, "1", user{Name: "v2"}); err != nil {
+	mustGet(t, p.ka, "1")
+	if err := p.kb.Set(ctx, "1", user{Name: "v2"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "A sees v2", func() bool { return mustGet(t, ka, "1").Name == "v2" })
+	eventually(t, 5*time.Second, "A sees v2", func() bool { return mustGet(t, p.ka, "1").Name == "v2" })
 }
 
 func TestNothingServedLocallyWhileBusIsDown(t *testing.T) {

@@ -142,15 +142,12 @@ func checkFailover(t *testing.T, b backend, ids []string, probe string, kill fun
 	for _, id := range ids {
 		db.put(id, "v")
 	}
-	cs := []*Client{b.client(t, nil), b.client(t, nil)}
-	waitReady(t, cs...)
-	ks := make([]*Keyspace[user], len(cs))
-	probes := make([]*Keyspace[user], len(cs))
-	for i, c := range cs {
-		ks[i] = newKS(t, c, Config[user]{Name: "fo", Loader: db.load, LocalTTL: localTTL})
-		probes[i] = newKS(t, c, Config[user]{Name: "fop"})
+	p := newPeers(t, b, Config[user]{Name: "fo", Loader: db.load, LocalTTL: localTTL})
+	cs, ks := []*Client{p.a, p.b}, []*Keyspace[user]{p.ka, p.kb}
+	probes := []*Keyspace[user]{newKS(t, p.a, Config[user]{Name: "fop"}), newKS(t, p.b, Config[user]{Name: "fop"})}
+	for _, k := range ks {
 		for _, id := range ids {
-			mustGet(t, ks[i], id)
+			mustGet(t, k, id)
 		}
 	}
 	ctx := ctxT(t)
@@ -377,11 +374,9 @@ func TestClusterFailedWriteIsReplayed(t *testing.T) {
 	victim := b.nodeOf(t, keys.Key("rp", id))
 	db := newDB()
 	db.put(id, "v1")
-	a, c := b.client(t, nil), b.client(t, nil)
-	waitReady(t, a, c)
 	cfg := Config[user]{Name: "rp", Loader: db.load, LocalTTL: 2 * time.Second}
-	ka, kc := newKS(t, a, cfg), newKS(t, c, cfg)
-	if u := mustGet(t, kc, id); u.Ver != 1 {
+	p := newPeers(t, b, cfg)
+	if u := mustGet(t, p.kb, id); u.Ver != 1 {
 		t.Fatalf("Get = %+v", u)
 	}
 	ctx := ctxT(t)
@@ -393,10 +388,10 @@ func TestClusterFailedWriteIsReplayed(t *testing.T) {
 	}
 
 	b.cluster.KillMaster(t, victim)
-	if err := ka.Set(ctx, id, db.put(id, "v2")); err == nil {
+	if err := p.ka.Set(ctx, id, db.put(id, "v2")); err == nil {
 		t.Fatal("Set succeeded with its master dead")
 	}
-	if s := a.Stats(); s.BreakerOpens != 0 || s.ReplayPending != 1 {
+	if s := p.a.Stats(); s.BreakerOpens != 0 || s.ReplayPending != 1 {
 		t.Fatalf("after one failed Set: %+v; want the breaker closed and the id queued", s)
 	}
 	took := b.cluster.WaitFailover(t)
@@ -406,11 +401,11 @@ func TestClusterFailedWriteIsReplayed(t *testing.T) {
 	for redisVersion(t, raw, "rp", id) == "1" {
 		if time.Now().After(deadline) {
 			t.Fatalf("%v after the failover Redis still holds version 1 of %s, which a failed Set replaced (version 2): the queued invalidation was not replayed; A: %+v",
-				recoverWithin, id, a.Stats())
+				recoverWithin, id, p.a.Stats())
 		}
 		time.Sleep(10 * time.Millisecond) // poll interval
 	}
-	eventually(t, cfg.LocalTTL+time.Second, "the peer serves version 2", func() bool { return mustGet(t, kc, id).Ver == 2 })
+	eventually(t, cfg.LocalTTL+time.Second, "the peer serves version 2", func() bool { return mustGet(t, p.kb, id).Ver == 2 })
 }
 
 // waitDialers waits, as the test ends, for go-redis's background redials of
