@@ -72,6 +72,29 @@ func (g *gate) waitEntered(t *testing.T) {
 	}
 }
 
+// race is the stage of most lease tests: two Clients, A and B, over a new
+// redis-server (raw inspects it), both subscribed, a database they load
+// from and a gate to hold loads at. Each test gives A and B keyspaces of
+// its own: their roles (holder, waiter) differ. bLog records B's round
+// trips.
+type race struct {
+	raw  *redis.Client
+	db   *testDB
+	g    *gate
+	a, b *Client
+	bLog *tripLog
+}
+
+func newRace(t *testing.T) race {
+	t.Helper()
+	srv := redistest.Start(t)
+	r := race{raw: srv.Client(t), db: newDB(), bLog: &tripLog{}}
+	r.a, r.b = newClient(t, srv), serverBackend(srv).client(t, r.bLog)
+	waitReady(t, r.a, r.b)
+	r.g = newGate(t) // its cleanup opens it before the Clients close
+	return r
+}
+
 // countingLoader loads from db and counts its calls.
 func countingLoader(db *testDB, n *atomic.Int64) func(context.Context, string) (user, error) {
 	return func(ctx context.Context, id string) (user, error) {
@@ -205,23 +228,18 @@ func TestStaleWriteBackRefused(t *testing.T) {
 	for _, write := range []string{"Delete", "Set"} {
 		write := write
 		t.Run(write, func(t *testing.T) {
-			srv := redistest.Start(t)
-			raw := srv.Client(t)
-			db := newDB()
-			a, b := newClient(t, srv), newClient(t, srv)
-			waitReady(t, a, b)
-			g := newGate(t)
-			v1 := db.put("7", "v1")
-			ua := newKS(t, a, Config[user]{Loader: db.load})
-			ub := newKS(t, b, Config[user]{Loader: g.loader(db)})
+			race := newRace(t)
+			v1 := race.db.put("7", "v1")
+			ua := newKS(t, race.a, Config[user]{Loader: race.db.load})
+			ub := newKS(t, race.b, Config[user]{Loader: race.g.loader(race.db)})
 			ctx := ctxT(t)
 
 			got := goGet(ctx, ub, "7")
-			g.waitEntered(t) // B holds the lease and has read v1
-			if !leaseHeld(t, raw, "user:7") {
+			race.g.waitEntered(t) // B holds the lease and has read v1
+			if !leaseHeld(t, race.raw, "user:7") {
 				t.Fatal("B loads without holding the lease")
 			}
-			v2 := db.put("7", "v2")
+			v2 := race.db.put("7", "v2")
 			var err error
 			if write == "Delete" {
 				err = ua.Delete(ctx, "7")
@@ -231,12 +249,12 @@ func TestStaleWriteBackRefused(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", write, err)
 			}
-			g.open()
+			race.g.open()
 			r := awaitGet(t, got)
 			if r.err != nil || r.u != v1 {
 				t.Fatalf("B's Get = %+v, %v; want v1 %+v (true when it was read)", r.u, r.err, v1)
 			}
-			if u, ok := redisUser(t, raw, "user:7"); ok && u != v2 {
+			if u, ok := redisUser(t, race.raw, "user:7"); ok && u != v2 {
 				t.Fatalf("Redis holds %+v after the %s of v2: a stale write-back", u, write)
 			}
 			if s := ub.Stats(); s.FillsRefused != 1 {
@@ -248,7 +266,7 @@ func TestStaleWriteBackRefused(t *testing.T) {
 			if u := mustGet(t, ua, "7"); u != v2 {
 				t.Fatalf("A's next Get = %+v, want v2 %+v", u, v2)
 			}
-			if u, ok := redisUser(t, raw, "user:7"); !ok || u != v2 {
+			if u, ok := redisUser(t, race.raw, "user:7"); !ok || u != v2 {
 				t.Fatalf("Redis holds %+v (present %v), want v2", u, ok)
 			}
 		})
@@ -259,31 +277,26 @@ func TestStaleWriteBackRefused(t *testing.T) {
 // LeaseWait per read, and nobody for longer than LeaseTTL.
 func TestLeaseHolderDies(t *testing.T) {
 	const leaseTTL, leaseWait = 300 * time.Millisecond, 200 * time.Millisecond
-	srv := redistest.Start(t)
-	raw := srv.Client(t)
-	db := newDB()
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	g := newGate(t)
-	want := db.put("d", "dies")
-	ua := newKS(t, a, Config[user]{Loader: g.loader(db), LeaseTTL: leaseTTL})
+	race := newRace(t)
+	want := race.db.put("d", "dies")
+	ua := newKS(t, race.a, Config[user]{Loader: race.g.loader(race.db), LeaseTTL: leaseTTL})
 	var bLoads atomic.Int64
-	ub := newKS(t, b, Config[user]{Loader: countingLoader(db, &bLoads), LeaseTTL: leaseTTL, LeaseWait: leaseWait})
+	ub := newKS(t, race.b, Config[user]{Loader: countingLoader(race.db, &bLoads), LeaseTTL: leaseTTL, LeaseWait: leaseWait})
 
 	dying := goGet(context.Background(), ua, "d")
-	g.waitEntered(t)
+	race.g.waitEntered(t)
 	// The holder's process dies: its connections go away (so it cannot
 	// release the lease on its way out), and its loader ends with Close.
-	if err := a.options.Redis.Close(); err != nil {
+	if err := race.a.options.Redis.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Close(); err != nil {
+	if err := race.a.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if r := awaitGet(t, dying); r.err == nil {
 		t.Fatalf("the dead holder's Get returned %+v without error", r.u)
 	}
-	if !leaseHeld(t, raw, "user:d") {
+	if !leaseHeld(t, race.raw, "user:d") {
 		t.Fatal("the lease is gone: the test needs a holder that died holding it")
 	}
 
@@ -304,7 +317,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	}
 	// Once the dead lease expires, B takes a lease of its own and caches.
 	eventually(t, leaseTTL+2*time.Second, "the dead holder's lease expires", func() bool {
-		return !leaseHeld(t, raw, "user:d")
+		return !leaseHeld(t, race.raw, "user:d")
 	})
 	if u := mustGet(t, ub, "d"); u != want {
 		t.Fatalf("B's Get after expiry = %+v", u)
@@ -312,7 +325,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	if s := ub.Stats(); s.LeasesWon != 1 {
 		t.Fatalf("B LeasesWon = %d after the dead lease expired, want 1", s.LeasesWon)
 	}
-	if got, ok := redisUser(t, raw, "user:d"); !ok || got != want {
+	if got, ok := redisUser(t, race.raw, "user:d"); !ok || got != want {
 		t.Fatalf("Redis holds %+v (present %v), want %+v", got, ok, want)
 	}
 }
@@ -320,37 +333,32 @@ func TestLeaseHolderDies(t *testing.T) {
 // A load that outlives its lease is not cached: another process may have
 // loaded (and cached) a newer value in the meantime.
 func TestSlowLoaderLosesLease(t *testing.T) {
-	srv := redistest.Start(t)
-	raw := srv.Client(t)
-	db := newDB()
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	g := newGate(t)
-	v1 := db.put("s", "v1")
-	ua := newKS(t, a, Config[user]{Loader: g.loader(db), LeaseTTL: 100 * time.Millisecond})
-	ub := newKS(t, b, Config[user]{Loader: db.load})
+	race := newRace(t)
+	v1 := race.db.put("s", "v1")
+	ua := newKS(t, race.a, Config[user]{Loader: race.g.loader(race.db), LeaseTTL: 100 * time.Millisecond})
+	ub := newKS(t, race.b, Config[user]{Loader: race.db.load})
 	ctx := ctxT(t)
 
 	slow := goGet(ctx, ua, "s")
-	g.waitEntered(t)
+	race.g.waitEntered(t)
 	eventually(t, 5*time.Second, "A's lease expires while A loads", func() bool {
-		return !leaseHeld(t, raw, "user:s")
+		return !leaseHeld(t, race.raw, "user:s")
 	})
-	v2 := db.put("s", "v2")
+	v2 := race.db.put("s", "v2")
 	if u := mustGet(t, ub, "s"); u != v2 {
 		t.Fatalf("B's Get = %+v, want v2 %+v", u, v2)
 	}
 	if s := ub.Stats(); s.LeasesWon != 1 {
 		t.Fatalf("B LeasesWon = %d, want 1", s.LeasesWon)
 	}
-	g.open()
+	race.g.open()
 	if r := awaitGet(t, slow); r.err != nil || r.u != v1 {
 		t.Fatalf("A's Get = %+v, %v; want v1 %+v", r.u, r.err, v1)
 	}
 	if s := ua.Stats(); s.FillsRefused != 1 {
 		t.Fatalf("A FillsRefused = %d, want 1 (stats %+v)", s.FillsRefused, s)
 	}
-	if u, ok := redisUser(t, raw, "user:s"); !ok || u != v2 {
+	if u, ok := redisUser(t, race.raw, "user:s"); !ok || u != v2 {
 		t.Fatalf("Redis holds %+v (present %v), want B's v2", u, ok)
 	}
 	if u := mustGet(t, ua, "s"); u != v2 {
@@ -359,30 +367,25 @@ func TestSlowLoaderLosesLease(t *testing.T) {
 }
 
 func TestLeaseLoserWaitsForFill(t *testing.T) {
-	srv := redistest.Start(t)
-	db := newDB()
-	blog := &tripLog{}
-	a, b := newClient(t, srv), serverBackend(srv).client(t, blog)
-	waitReady(t, a, b)
-	g := newGate(t)
-	want := db.put("w", "from the holder")
-	ua := newKS(t, a, Config[user]{Loader: g.loader(db)})
+	race := newRace(t)
+	want := race.db.put("w", "from the holder")
+	ua := newKS(t, race.a, Config[user]{Loader: race.g.loader(race.db)})
 	var bLoads atomic.Int64
-	ub := newKS(t, b, Config[user]{Loader: countingLoader(db, &bLoads)})
+	ub := newKS(t, race.b, Config[user]{Loader: countingLoader(race.db, &bLoads)})
 	ctx := ctxT(t)
 
 	holder := goGet(ctx, ua, "w")
-	g.waitEntered(t)
-	blog.reset()
+	race.g.waitEntered(t)
+	race.bLog.reset()
 	waiter := goGet(ctx, ub, "w")
 	// Let B find the lease taken and poll it a few times.
 	eventually(t, 5*time.Second, "B polls the lease or loads", func() bool {
-		return blog.snapshot().scriptCalls() >= 3 || bLoads.Load() > 0
+		return race.bLog.snapshot().scriptCalls() >= 3 || bLoads.Load() > 0
 	})
 	if n := bLoads.Load(); n != 0 {
 		t.Fatalf("B called its loader %d times while the holder was loading", n)
 	}
-	g.open()
+	race.g.open()
 	if r := awaitGet(t, holder); r.err != nil || r.u != want {
 		t.Fatalf("A's Get = %+v, %v", r.u, r.err)
 	}
@@ -401,20 +404,15 @@ func TestLeaseLoserWaitsForFill(t *testing.T) {
 
 func TestLeaseWaitTimeout(t *testing.T) {
 	const leaseWait = 100 * time.Millisecond
-	srv := redistest.Start(t)
-	raw := srv.Client(t)
-	db := newDB()
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	g := newGate(t)
-	want := db.put("t", "timeout")
-	ua := newKS(t, a, Config[user]{Loader: g.loader(db)})
+	race := newRace(t)
+	want := race.db.put("t", "timeout")
+	ua := newKS(t, race.a, Config[user]{Loader: race.g.loader(race.db)})
 	var bLoads atomic.Int64
-	ub := newKS(t, b, Config[user]{Loader: countingLoader(db, &bLoads), LeaseWait: leaseWait})
+	ub := newKS(t, race.b, Config[user]{Loader: countingLoader(race.db, &bLoads), LeaseWait: leaseWait})
 	ctx := ctxT(t)
 
 	holder := goGet(ctx, ua, "t")
-	g.waitEntered(t)
+	race.g.waitEntered(t)
 	start := time.Now()
 	u, err := ub.Get(ctx, "t")
 	took := time.Since(start)
@@ -433,17 +431,17 @@ func TestLeaseWaitTimeout(t *testing.T) {
 		t.Fatalf("B stats %+v, want one timeout and nothing cached locally", s)
 	}
 	// B cached nothing, and the holder's lease still stands.
-	if _, ok := redisUser(t, raw, "user:t"); ok {
+	if _, ok := redisUser(t, race.raw, "user:t"); ok {
 		t.Fatal("B's load after a lease timeout was cached in Redis")
 	}
-	if !leaseHeld(t, raw, "user:t") {
+	if !leaseHeld(t, race.raw, "user:t") {
 		t.Fatal("the holder's lease is gone")
 	}
-	g.open()
+	race.g.open()
 	if r := awaitGet(t, holder); r.err != nil || r.u != want {
 		t.Fatalf("A's Get = %+v, %v", r.u, r.err)
 	}
-	if got, ok := redisUser(t, raw, "user:t"); !ok || got != want {
+	if got, ok := redisUser(t, race.raw, "user:t"); !ok || got != want {
 		t.Fatalf("Redis holds %+v (present %v) after the holder's fill", got, ok)
 	}
 }
@@ -554,28 +552,23 @@ func TestLoaderErrorReleasesLease(t *testing.T) {
 	})
 
 	t.Run("Waiter", func(t *testing.T) {
-		srv := redistest.Start(t)
-		raw := srv.Client(t)
-		db := newDB()
-		a, b := newClient(t, srv), newClient(t, srv)
-		waitReady(t, a, b)
-		g := newGate(t)
-		want := db.put("e", "after the error")
-		failing := g.loader(db)
-		ua := newKS(t, a, Config[user]{Loader: func(ctx context.Context, id string) (user, error) {
+		race := newRace(t)
+		want := race.db.put("e", "after the error")
+		failing := race.g.loader(race.db)
+		ua := newKS(t, race.a, Config[user]{Loader: func(ctx context.Context, id string) (user, error) {
 			if _, err := failing(ctx, id); err != nil {
 				return user{}, err
 			}
 			return user{}, errBoom
 		}})
-		ub := newKS(t, b, Config[user]{Loader: db.load})
+		ub := newKS(t, race.b, Config[user]{Loader: race.db.load})
 		ctx := ctxT(t)
 
 		holder := goGet(ctx, ua, "e")
-		g.waitEntered(t)
+		race.g.waitEntered(t)
 		waiter := goGet(ctx, ub, "e")
 		eventually(t, 5*time.Second, "B finds the lease taken", func() bool { return ub.Stats().LeasesLost == 1 })
-		g.open()
+		race.g.open()
 		if r := awaitGet(t, holder); !errors.Is(r.err, errBoom) {
 			t.Fatalf("A's Get = %+v, %v; want errBoom", r.u, r.err)
 		}
@@ -587,7 +580,7 @@ func TestLoaderErrorReleasesLease(t *testing.T) {
 		if s := ub.Stats(); s.LeasesWon != 1 || s.LeaseTimeouts != 0 {
 			t.Fatalf("B stats %+v, want a won lease and no timeout", s)
 		}
-		if u, ok := redisUser(t, raw, "user:e"); !ok || u != want {
+		if u, ok := redisUser(t, race.raw, "user:e"); !ok || u != want {
 			t.Fatalf("Redis holds %+v (present %v), want B's fill", u, ok)
 		}
 	})
