@@ -88,8 +88,7 @@ func TestCacheAsideWithoutLoader(t *testing.T) {
 
 func TestNegativeCaching(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	ctx := ctxT(t)
 
 	db := newDB()
@@ -161,8 +160,7 @@ func TestInvalidKeysNeverReachRedis(t *testing.T) {
 
 func TestCorruptBytesInRedisAreAMiss(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	db := newDB()
 	db.put("1", "one")
 	k := newKS(t, c, Config[user]{Loader: db.load})
@@ -215,8 +213,7 @@ func TestCorruptBytesInRedisAreAMiss(t *testing.T) {
 
 func TestRedisDownServesFromLoader(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	db := newDB()
 	db.put("1", "one")
 	db.put("2", "two")
@@ -261,8 +258,7 @@ func TestRedisDownServesFromLoader(t *testing.T) {
 
 func TestCancelledContexts(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	release := make(chan struct{})
 	entered := make(chan struct{}, 10)
 	db := newDB()
@@ -385,8 +381,7 @@ func TestGetManyOneRoundTrip(t *testing.T) {
 
 func TestGetManyLoadsMissesWithBatchLoader(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	var mu sync.Mutex
 	var calls [][]string
 	k := newKS(t, c, Config[user]{BatchLoader: func(_ context.Context, ids []string) (map[string]user, error) {
@@ -425,8 +420,7 @@ func TestGetManyLoadsMissesWithBatchLoader(t *testing.T) {
 
 func TestTTLAndJitter(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	k := newKS(t, c, Config[user]{TTL: 10 * time.Second, TTLJitter: 5 * time.Second})
 	ctx := ctxT(t)
 	raw := srv.Client(t)
@@ -449,8 +443,7 @@ func TestTTLAndJitter(t *testing.T) {
 
 func TestLoaderPanicIsAnErrorForEveryWaiter(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	start := make(chan struct{})
 	k := newKS(t, c, Config[user]{Loader: func(context.Context, string) (user, error) {
 		<-start
@@ -479,8 +472,7 @@ func TestLoaderPanicIsAnErrorForEveryWaiter(t *testing.T) {
 
 func TestRawCodecs(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	ctx := ctxT(t)
 	bs, err := NewKeyspace(c, Config[[]byte]{Name: "blob"})
 	if err != nil {
@@ -514,8 +506,7 @@ func TestRawCodecs(t *testing.T) {
 
 func TestBadValuesAreRefusedBeforeTheNetwork(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	ctx := ctxT(t)
 	small := newKS(t, c, Config[user]{MaxValueSize: 64})
 	err := small.Set(ctx, "big", user{Name: strings.Repeat("x", 100)})
@@ -534,8 +525,7 @@ func TestBadValuesAreRefusedBeforeTheNetwork(t *testing.T) {
 
 func TestClosedClient(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	k := newKS(t, c, Config[user]{Loader: newDB().load})
 	var wg sync.WaitGroup
 	for i := 0; i < 3; i++ {
@@ -560,8 +550,7 @@ func TestClosedClient(t *testing.T) {
 
 func TestLocalHitDoesNotAllocate(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	for _, p := range []Policy{LRU, TwoQueue} {
 		k := newKS(t, c, Config[user]{Name: fmt.Sprintf("alloc%d", p), LocalPolicy: p, LocalTTL: time.Hour})
 		ctx := ctxT(t)

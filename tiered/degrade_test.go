@@ -20,11 +20,10 @@ func TestBreakerOpensAndFailsFast(t *testing.T) {
 	srv := redistest.Start(t)
 	db := newDB()
 	db.put("1", "v1")
-	c := newClient(t, srv, func(o *Options) {
+	c := readyClient(t, srv, func(o *Options) {
 		o.ReadTimeout = 100 * time.Millisecond
 		o.BreakerOpenFor = 200 * time.Millisecond
 	})
-	waitReady(t, c)
 	k := newKS(t, c, Config[user]{Loader: db.load, DegradedLocalTTL: -1})
 	mustGet(t, k, "1")
 

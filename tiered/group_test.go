@@ -119,8 +119,7 @@ func TestInvalidateGroupInOneRoundTripEverywhere(t *testing.T) {
 
 func TestGroupVersionSurvivesLostVersionKey(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	k := newKS(t, c, Config[user]{Group: tenantOf, LocalTTL: time.Hour})
 	ctx := ctxT(t)
 	if err := k.Set(ctx, "t/a", user{Name: "v1"}); err != nil {
@@ -203,8 +202,7 @@ func TestHelperProcess(t *testing.T) {
 
 func TestSeparateProcesses(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	k := newKS(t, c, Config[user]{LocalTTL: time.Hour})
 	ctx := ctxT(t)
 	if err := k.Set(ctx, "1", user{Name: "v1"}); err != nil {

@@ -100,6 +100,14 @@ func newClient(t testing.TB, srv *redistest.Server, opts ...func(*Options)) *Cli
 	return serverBackend(srv).client(t, nil, opts...)
 }
 
+// readyClient is newClient once its bus is subscribed.
+func readyClient(t testing.TB, srv *redistest.Server, opts ...func(*Options)) *Client {
+	t.Helper()
+	c := newClient(t, srv, opts...)
+	waitReady(t, c)
+	return c
+}
+
 // newClientHooks is newClient with test hooks installed before any
 // keyspace is created.
 func newClientHooks(t testing.TB, srv *redistest.Server, h *testHooks, opts ...func(*Options)) *Client {

@@ -535,8 +535,7 @@ func TestLoaderErrorReleasesLease(t *testing.T) {
 	t.Run("Get", func(t *testing.T) {
 		srv := redistest.Start(t)
 		raw := srv.Client(t)
-		c := newClient(t, srv)
-		waitReady(t, c)
+		c := readyClient(t, srv)
 		k := newKS(t, c, Config[user]{Loader: func(context.Context, string) (user, error) {
 			return user{}, fmt.Errorf("query: %w", errBoom)
 		}})
@@ -590,8 +589,7 @@ func TestLoaderErrorReleasesLease(t *testing.T) {
 	t.Run("GetMany", func(t *testing.T) {
 		srv := redistest.Start(t)
 		raw := srv.Client(t)
-		c := newClient(t, srv)
-		waitReady(t, c)
+		c := readyClient(t, srv)
 		k := newKS(t, c, Config[user]{Loader: func(_ context.Context, id string) (user, error) {
 			if strings.HasPrefix(id, "absent") {
 				return user{}, ErrNotFound

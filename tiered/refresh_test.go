@@ -355,8 +355,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	const readers = 50
 	srv := redistest.Start(t)
 	raw := srv.Client(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	db := newDB()
 	v1 := db.put("r", "v1")
 	g := newGate(t)
@@ -488,8 +487,7 @@ func TestRefreshQueueBoundedAndDropped(t *testing.T) {
 	const ids = 5
 	srv := redistest.Start(t)
 	raw := srv.Client(t)
-	c := newClient(t, srv, func(o *Options) { o.RefreshWorkers, o.RefreshQueue = 1, 1 })
-	waitReady(t, c)
+	c := readyClient(t, srv, func(o *Options) { o.RefreshWorkers, o.RefreshQueue = 1, 1 })
 	db := newDB()
 	g := newGate(t)
 	var n atomic.Int64
