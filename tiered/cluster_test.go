@@ -15,7 +15,6 @@ import (
 
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/keys"
-	"github.com/tiercache/tiercache/remote"
 )
 
 // What only a Redis Cluster (or a Sentinel setup) can show: batches split by
@@ -293,16 +292,8 @@ func checkFailover(t *testing.T, b backend, ids []string, probe string, kill fun
 
 // redisVersion describes the version of id's value in Redis.
 func redisVersion(t *testing.T, raw redis.UniversalClient, ns, id string) string {
-	b, err := raw.Get(ctxT(t), keys.Key(ns, id)).Bytes()
+	u, err := userAt(ctxT(t), raw, keys.Key(ns, id))
 	if err != nil {
-		return err.Error()
-	}
-	env, err := remote.DecodeEnvelope(b)
-	if err != nil {
-		return err.Error()
-	}
-	var u user
-	if err := defaultCodec[user]().Unmarshal(env.Payload, &u); err != nil {
 		return err.Error()
 	}
 	return fmt.Sprint(u.Ver)

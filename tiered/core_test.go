@@ -41,13 +41,9 @@ func TestReadThroughFillsBothTiers(t *testing.T) {
 			t.Fatalf("stats of the peer: %+v", sb)
 		}
 		// The value sits in Redis under "user:42" in a valid envelope.
-		raw, err := b.raw(t).Get(ctxT(t), "user:42").Bytes()
-		if err != nil {
-			t.Fatal(err)
-		}
-		env, err := remote.DecodeEnvelope(raw)
+		env, err := envelopeAt(ctxT(t), b.raw(t), "user:42")
 		if err != nil || !strings.Contains(string(env.Payload), `"ada"`) {
-			t.Fatalf("envelope %q: %v", raw, err)
+			t.Fatalf("payload %q: %v", env.Payload, err)
 		}
 	})
 }
@@ -497,10 +493,9 @@ func TestRawCodecs(t *testing.T) {
 	if err != nil || s != "héllo" {
 		t.Fatalf("string round trip = %q, %v", s, err)
 	}
-	raw, _ := srv.Client(t).Get(ctx, "str:s").Bytes()
-	env, err := remote.DecodeEnvelope(raw)
+	env, err := envelopeAt(ctx, srv.Client(t), "str:s")
 	if err != nil || string(env.Payload) != "héllo" {
-		t.Fatalf("string stored as %q (%v), want raw bytes", raw, err)
+		t.Fatalf("string stored as %q (%v), want raw bytes", env.Payload, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/remote"
 )
 
 // TestMain starts the redis-server the Example functions (package
@@ -182,6 +184,33 @@ func mustGet(t testing.TB, k *Keyspace[user], id string) user {
 		t.Fatalf("Get(%q): %v", id, err)
 	}
 	return u
+}
+
+// envelopeAt reads and decodes the envelope stored at key in Redis; the
+// error wraps redis.Nil when the key is absent.
+func envelopeAt(ctx context.Context, raw redis.UniversalClient, key string) (remote.Envelope, error) {
+	b, err := raw.Get(ctx, key).Bytes()
+	if err != nil {
+		return remote.Envelope{}, fmt.Errorf("GET %s: %w", key, err)
+	}
+	env, err := remote.DecodeEnvelope(b)
+	if err != nil {
+		return remote.Envelope{}, fmt.Errorf("envelope at %s: %w", key, err)
+	}
+	return env, nil
+}
+
+// userAt decodes the user in the envelope stored at key.
+func userAt(ctx context.Context, raw redis.UniversalClient, key string) (user, error) {
+	env, err := envelopeAt(ctx, raw, key)
+	if err != nil {
+		return user{}, err
+	}
+	var u user
+	if err := json.Unmarshal(env.Payload, &u); err != nil {
+		return user{}, fmt.Errorf("payload at %s: %w", key, err)
+	}
+	return u, nil
 }
 
 // tripLog is a go-redis hook that records what a go-redis client sends,

@@ -2,7 +2,6 @@ package tiered
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/keys"
-	"github.com/tiercache/tiercache/remote"
 )
 
 // These tests run several Clients against one real redis-server; each Client
@@ -135,19 +133,12 @@ func awaitGet(t *testing.T, ch <-chan getResult) getResult {
 // key is absent.
 func redisUser(t *testing.T, raw *redis.Client, key string) (u user, ok bool) {
 	t.Helper()
-	b, err := raw.Get(ctxT(t), key).Bytes()
+	u, err := userAt(ctxT(t), raw, key)
 	if errors.Is(err, redis.Nil) {
 		return user{}, false
 	}
 	if err != nil {
-		t.Fatalf("GET %s: %v", key, err)
-	}
-	env, err := remote.DecodeEnvelope(b)
-	if err != nil {
-		t.Fatalf("envelope at %s: %v", key, err)
-	}
-	if err := json.Unmarshal(env.Payload, &u); err != nil {
-		t.Fatalf("payload at %s: %v", key, err)
+		t.Fatal(err)
 	}
 	return u, true
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/tiercache/tiercache/internal/clock"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/keys"
-	"github.com/tiercache/tiercache/remote"
 )
 
 // loadCost is what every load of the early-refresh tests costs: enough for
@@ -169,14 +168,9 @@ func refreshIdle(k *Keyspace[user]) bool {
 // freshUntil returns the fresh-until time (Unix ms) of id's value in Redis.
 func freshUntil(t *testing.T, raw *redis.Client, k *Keyspace[user], id string) int64 {
 	t.Helper()
-	key := keys.Key(k.Name(), id)
-	b, err := raw.Get(ctxT(t), key).Bytes()
+	env, err := envelopeAt(ctxT(t), raw, keys.Key(k.Name(), id))
 	if err != nil {
-		t.Fatalf("GET %s: %v", key, err)
-	}
-	env, err := remote.DecodeEnvelope(b)
-	if err != nil {
-		t.Fatalf("envelope at %s: %v", key, err)
+		t.Fatal(err)
 	}
 	return int64(env.FreshUntil)
 }
