@@ -13,8 +13,8 @@ import (
 	"github.com/tiercache/tiercache/invalidation"
 )
 
-// busChannel is the channel of the bus tests' Clients: not the default,
-// which any Client uses.
+// busChannel is the bus tests' channel, set through Options.Channel rather
+// than left at the default.
 const busChannel = "tc-bus"
 
 func withBusChannel(o *Options) { o.Channel = busChannel }
