@@ -8,10 +8,10 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-
-	"github.com/redis/go-redis/v9"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/invalidation"
@@ -55,19 +55,11 @@ func BenchmarkLocalHit(b *testing.B) {
 // BenchmarkRedisHit is a Get that misses locally and hits Redis, beside a
 // raw go-redis GET of the same bytes.
 func BenchmarkRedisHit(b *testing.B) {
-	srv := redistest.Start(b)
-	ro := srv.RedisOptions()
-	ro.ContextTimeoutEnabled = true // timeouts enforced by go-redis, no goroutine per call
-	rdb := redis.NewClient(ro)
-	defer rdb.Close()
-	c, err := NewClient(Options{Redis: rdb})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	be := singleBackend(b)
+	rdb := be.newRedis(true) // timeouts enforced by go-redis, no goroutine per call
+	c := be.clientOf(b, rdb, nil)
 	waitReady(b, c)
 	k, err := NewKeyspace(c, Config[benchUser]{Name: "bu", LocalCapacity: 1, LocalShards: 1})
-	_ = err
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -394,16 +386,9 @@ func BenchmarkRedisDown(b *testing.B) {
 // BenchmarkGetMany100 is GetMany of 100 ids that all miss locally and hit
 // Redis, beside a raw pipeline of 100 GETs plus the same JSON decode.
 func BenchmarkGetMany100(b *testing.B) {
-	srv := redistest.Start(b)
-	ro := srv.RedisOptions()
-	ro.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(ro)
-	defer rdb.Close()
-	c, err := NewClient(Options{Redis: rdb})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	be := singleBackend(b)
+	rdb := be.newRedis(true)
+	c := be.clientOf(b, rdb, nil)
 	waitReady(b, c)
 	k, _ := NewKeyspace(c, Config[benchUser]{Name: "gm", LocalCapacity: 1, LocalShards: 1})
 	ctx := context.Background()

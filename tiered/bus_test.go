@@ -9,140 +9,114 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/invalidation"
 )
 
-// newNamedClient is newClient whose Redis connections carry name, so a test
-// can find (and kill) them in CLIENT LIST.
-func newNamedClient(t testing.TB, srv *redistest.Server, name string, h *testHooks, opts ...func(*Options)) *Client {
-	t.Helper()
-	ro := srv.RedisOptions()
-	ro.ClientName = name
-	rdb := redis.NewClient(ro)
-	t.Cleanup(func() { _ = rdb.Close() })
-	o := Options{Redis: rdb, hooks: h}
-	for _, f := range opts {
-		f(&o)
-	}
-	c, err := NewClient(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
+// busChannel is the bus tests' channel, set through Options.Channel rather
+// than left at the default.
+const busChannel = "tc-bus"
 
-// subscriberID returns the CLIENT ID of the Pub/Sub connection named name.
-func subscriberID(t testing.TB, srv *redistest.Server, name string) string {
-	t.Helper()
-	for _, cl := range srv.ClientList(t) {
-		if cl["name"] == name && strings.Contains(cl["flags"], "P") {
-			return cl["id"]
-		}
-	}
-	t.Fatalf("no subscriber connection named %q", name)
-	return ""
-}
+func withBusChannel(o *Options) { o.Channel = busChannel }
 
+// A Set in one Client evicts another's copy, also when the value and the
+// channel live on different nodes; the writer ignores its own message and
+// reads never publish.
 func TestSetInOneClientEvictsInOthers(t *testing.T) {
-	srv := redistest.Start(t)
-	db := newDB()
-	db.put("1", "v1")
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	mustGet(t, ka, "1")
-	mustGet(t, kb, "1")
-	if s := kb.Stats(); s.LocalEntries != 1 {
-		t.Fatalf("B holds %d local entries, want 1", s.LocalEntries)
-	}
-	if err := ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "B sees v2", func() bool { return mustGet(t, kb, "1").Name == "v2" })
-	if s := b.Stats(); s.InvalidationsApplied < 1 {
-		t.Fatalf("B applied no invalidation: %+v", s)
-	}
-	eventually(t, 5*time.Second, "A ignores its own message", func() bool { return a.Stats().IgnoredOwn >= 1 })
-	if s := a.Stats(); s.InvalidationsSent != 1 {
-		t.Fatalf("A sent %d invalidations, want 1", s.InvalidationsSent)
-	}
-	// Fills and reads never publish.
-	before := b.Stats().InvalidationsSent
-	mustGet(t, kb, "1")
-	_, _ = kb.Get(ctxT(t), "2x")
-	if b.Stats().InvalidationsSent != before {
-		t.Fatal("a read published an invalidation")
-	}
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		db := newDB()
+		id := offNode(t, b, "user", busChannel)
+		db.put(id, "v1")
+		p := peersOf(t, b.client(t, nil, withBusChannel), b.client(t, nil, withBusChannel),
+			Config[user]{Loader: db.load, LocalTTL: time.Hour})
+		mustGet(t, p.ka, id)
+		mustGet(t, p.kb, id)
+		if s := p.kb.Stats(); s.LocalEntries != 1 {
+			t.Fatalf("B holds %d local entries, want 1", s.LocalEntries)
+		}
+		if err := p.ka.Set(ctxT(t), id, user{ID: id, Name: "v2"}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "B sees v2", func() bool { return mustGet(t, p.kb, id).Name == "v2" })
+		// B counts the message after acting on it: poll.
+		eventually(t, 5*time.Second, "B counts one invalidation applied", func() bool { return p.b.Stats().InvalidationsApplied == 1 })
+		eventually(t, 5*time.Second, "A ignores its own message", func() bool { return p.a.Stats().IgnoredOwn >= 1 })
+		if s := p.a.Stats(); s.InvalidationsSent != 1 {
+			t.Fatalf("A sent %d invalidations, want 1", s.InvalidationsSent)
+		}
+		// Fills and reads never publish.
+		before := p.b.Stats().InvalidationsSent
+		mustGet(t, p.kb, id)
+		_, _ = p.kb.Get(ctxT(t), "2x")
+		if p.b.Stats().InvalidationsSent != before {
+			t.Fatal("a read published an invalidation")
+		}
+	})
 }
 
+// A killed subscriber connection leads to a resubscription that flushes, so
+// a write missed meanwhile is not served from an hour-long local copy.
 func TestResubscriptionAfterKilledConnectionFlushes(t *testing.T) {
-	srv := redistest.Start(t)
-	db := newDB()
-	db.put("1", "v1")
-	downs := make(chan struct{}, 4)
-	release := make(chan struct{})
-	var once sync.Once
-	hooks := &testHooks{busDown: func() {
-		downs <- struct{}{}
-		once.Do(func() { <-release }) // hold the first reconnect until the test allows it
-	}}
-	a := newNamedClient(t, srv, "A", nil)
-	b := newNamedClient(t, srv, "B", hooks)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	mustGet(t, kb, "1") // B caches v1 for an hour
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		db := newDB()
+		id := offNode(t, b, "user", busChannel)
+		db.put(id, "v1")
+		downs := make(chan struct{}, 4)
+		release := make(chan struct{})
+		var held, released sync.Once
+		hooks := &testHooks{busDown: func() {
+			downs <- struct{}{}
+			held.Do(func() { <-release }) // hold the first reconnect until the test allows it
+		}}
+		a := b.namedClient(t, "A", withBusChannel)
+		c := b.namedClient(t, "B", withBusChannel, withHooks(hooks))
+		t.Cleanup(func() { released.Do(func() { close(release) }) }) // before B closes
+		p := peersOf(t, a, c, Config[user]{Loader: db.load, LocalTTL: time.Hour})
+		mustGet(t, p.kb, id) // B caches v1 for an hour
 
-	if n := srv.KillClients(t, "ID", subscriberID(t, srv, "B")); n != 1 {
-		t.Fatalf("killed %d connections", n)
-	}
-	<-downs
-	// While B is not subscribed, A changes the value: B cannot hear it.
-	db.put("1", "v2")
-	if err := ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}); err != nil {
-		t.Fatal(err)
-	}
-	if b.Ready() {
-		t.Fatal("B reports ready while its bus is down")
-	}
-	close(release)
-	eventually(t, 10*time.Second, "B resubscribes", func() bool { return b.Stats().Resubscriptions == 1 && b.Ready() })
-	if got := mustGet(t, kb, "1"); got.Name != "v2" {
-		t.Fatalf("after resubscription B serves %+v, want v2", got)
-	}
+		if n := b.killSubscriber(t, "B"); n != 1 {
+			t.Fatalf("killed %d Pub/Sub connections of B, want 1", n)
+		}
+		<-downs
+		// While B is not subscribed, A changes the value: B cannot hear it.
+		db.put(id, "v2")
+		if err := p.ka.Set(ctxT(t), id, user{ID: id, Name: "v2"}); err != nil {
+			t.Fatal(err)
+		}
+		if p.b.Ready() {
+			t.Fatal("B reports ready while its bus is down")
+		}
+		released.Do(func() { close(release) })
+		eventually(t, 10*time.Second, "B resubscribes", func() bool { return p.b.Stats().Resubscriptions == 1 && p.b.Ready() })
+		if got := mustGet(t, p.kb, id); got.Name != "v2" {
+			t.Fatalf("after resubscription B serves %+v, want v2", got)
+		}
+	})
 }
 
 func TestRedisRestartLeavesNoStaleLocalValue(t *testing.T) {
 	srv := redistest.Start(t)
 	db := newDB()
 	db.put("1", "v1")
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	mustGet(t, kb, "1")
+	p := newPeers(t, serverBackend(srv), Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	mustGet(t, p.kb, "1")
 
 	srv.Kill(t)
-	eventually(t, 5*time.Second, "B notices", func() bool { return !b.Ready() })
+	eventually(t, 5*time.Second, "B notices", func() bool { return !p.b.Ready() })
 	db.put("1", "v2")
 	// While Redis is down B must not serve its hour-long local copy.
-	if got := mustGet(t, kb, "1"); got.Name != "v2" {
+	if got := mustGet(t, p.kb, "1"); got.Name != "v2" {
 		t.Fatalf("with Redis down B served %+v, want the loader's v2", got)
 	}
 	srv.Restart(t)
 	eventually(t, 10*time.Second, "A can write again", func() bool {
-		return ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}) == nil
+		return p.ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}) == nil
 	})
-	waitReady(t, b)
-	if got := mustGet(t, kb, "1"); got.Name != "v2" {
+	waitReady(t, p.b)
+	if got := mustGet(t, p.kb, "1"); got.Name != "v2" {
 		t.Fatalf("after restart B serves %+v, want v2", got)
 	}
-	if s := b.Stats(); s.Resubscriptions < 1 || s.BusDisconnects < 1 {
+	if s := p.b.Stats(); s.Resubscriptions < 1 || s.BusDisconnects < 1 {
 		t.Fatalf("B's bus stats after a restart: %+v", s)
 	}
 }
@@ -158,17 +132,13 @@ func TestSlowSubscriberIsDisconnectedAndFlushes(t *testing.T) {
 	hooks := &testHooks{onMessage: func(*invalidation.Message) {
 		blocked.Do(func() { close(entered); <-block })
 	}}
-	a := newClient(t, srv)
-	b := newClientHooks(t, srv, hooks)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	mustGet(t, kb, "1")
+	p := peersOf(t, newClient(t, srv), newClientHooks(t, srv, hooks), Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	mustGet(t, p.kb, "1")
 
 	// B's handler blocks on the first message; A floods the channel until
 	// Redis drops B for exceeding the pubsub output buffer limit.
 	ctx := ctxT(t)
-	if err := ka.Delete(ctx, "warm-up"); err != nil {
+	if err := p.ka.Delete(ctx, "warm-up"); err != nil {
 		t.Fatal(err)
 	}
 	<-entered
@@ -179,7 +149,7 @@ func TestSlowSubscriberIsDisconnectedAndFlushes(t *testing.T) {
 	}
 	eventually(t, 20*time.Second, "Redis disconnects the slow subscriber", func() bool {
 		for i := 0; i < 20; i++ {
-			if err := ka.Delete(ctx, ids...); err != nil {
+			if err := p.ka.Delete(ctx, ids...); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -191,12 +161,12 @@ func TestSlowSubscriberIsDisconnectedAndFlushes(t *testing.T) {
 		return len(pubsubClients(t, srv)) < 2
 	})
 	db.put("1", "v2")
-	if err := ka.Set(ctx, "1", user{ID: "1", Name: "v2"}); err != nil {
+	if err := p.ka.Set(ctx, "1", user{ID: "1", Name: "v2"}); err != nil {
 		t.Fatal(err)
 	}
 	close(block)
-	eventually(t, 10*time.Second, "B resubscribes", func() bool { return b.Stats().Resubscriptions >= 1 && b.Ready() })
-	if got := mustGet(t, kb, "1"); got.Name != "v2" {
+	eventually(t, 10*time.Second, "B resubscribes", func() bool { return p.b.Stats().Resubscriptions >= 1 && p.b.Ready() })
+	if got := mustGet(t, p.kb, "1"); got.Name != "v2" {
 		t.Fatalf("slow subscriber serves %+v after catching up, want v2", got)
 	}
 }
@@ -221,27 +191,23 @@ func TestFillRacingInvalidationDoesNotLand(t *testing.T) {
 	hooks := &testHooks{beforeLocalFill: func(ks, id string) {
 		once.Do(func() { close(atFill); <-release })
 	}}
-	a := newClient(t, srv)
-	b := newClientHooks(t, srv, hooks)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{Loader: db.load, LocalTTL: time.Hour})
-	mustGet(t, ka, "1") // v1 in Redis
+	p := peersOf(t, newClient(t, srv), newClientHooks(t, srv, hooks), Config[user]{Loader: db.load, LocalTTL: time.Hour})
+	mustGet(t, p.ka, "1") // v1 in Redis
 
 	got := make(chan user, 1)
-	go func() { u, _ := kb.Get(context.Background(), "1"); got <- u }()
+	go func() { u, _ := p.kb.Get(context.Background(), "1"); got <- u }()
 	<-atFill // B read v1 from Redis and is about to fill its local tier
 	db.put("1", "v2")
-	if err := ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}); err != nil {
+	if err := p.ka.Set(ctxT(t), "1", user{ID: "1", Name: "v2"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "B applies the invalidation", func() bool { return b.Stats().InvalidationsApplied >= 1 })
+	eventually(t, 5*time.Second, "B applies the invalidation", func() bool { return p.b.Stats().InvalidationsApplied >= 1 })
 	close(release)
 	<-got // v1: true when it was read
-	if s := kb.Stats(); s.LocalFillsSkipped != 1 {
+	if s := p.kb.Stats(); s.LocalFillsSkipped != 1 {
 		t.Fatalf("LocalFillsSkipped = %d, want 1", s.LocalFillsSkipped)
 	}
-	if u := mustGet(t, kb, "1"); u.Name != "v2" {
+	if u := mustGet(t, p.kb, "1"); u.Name != "v2" {
 		t.Fatalf("B serves %+v after the invalidation, want v2", u)
 	}
 }
@@ -277,10 +243,7 @@ func TestFlushRacingFillLeavesNoPreFlushData(t *testing.T) {
 
 func TestOwnSetDeleteGetNeverReturnsOldValue(t *testing.T) {
 	srv := redistest.Start(t)
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{LocalTTL: time.Hour})
+	p := newPeers(t, serverBackend(srv), Config[user]{LocalTTL: time.Hour})
 	ctx := ctxT(t)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -293,17 +256,17 @@ func TestOwnSetDeleteGetNeverReturnsOldValue(t *testing.T) {
 				return
 			default:
 			}
-			_ = kb.Set(ctx, "k", user{Name: fmt.Sprintf("b-%d", i)})
+			_ = p.kb.Set(ctx, "k", user{Name: fmt.Sprintf("b-%d", i)})
 		}
 	}()
 	for i := 0; i < 200; i++ {
-		if err := ka.Set(ctx, "k", user{Name: fmt.Sprintf("a-%d", i)}); err != nil {
+		if err := p.ka.Set(ctx, "k", user{Name: fmt.Sprintf("a-%d", i)}); err != nil {
 			t.Fatal(err)
 		}
-		if err := ka.Delete(ctx, "k"); err != nil {
+		if err := p.ka.Delete(ctx, "k"); err != nil {
 			t.Fatal(err)
 		}
-		u, err := ka.Get(ctx, "k")
+		u, err := p.ka.Get(ctx, "k")
 		if err == nil && strings.HasPrefix(u.Name, "a-") {
 			t.Fatalf("iteration %d: Get after own Set+Delete returned own old value %q", i, u.Name)
 		}
@@ -318,22 +281,19 @@ func TestOwnSetDeleteGetNeverReturnsOldValue(t *testing.T) {
 func TestNegativeEntryInvalidatedWhenCreatedElsewhere(t *testing.T) {
 	srv := redistest.Start(t)
 	db := newDB()
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{Loader: db.load, NegativeTTL: time.Hour, LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{Loader: db.load, NegativeTTL: time.Hour, LocalTTL: time.Hour})
-	if _, err := kb.Get(ctxT(t), "n"); !errors.Is(err, ErrNotFound) {
+	p := newPeers(t, serverBackend(srv), Config[user]{Loader: db.load, NegativeTTL: time.Hour, LocalTTL: time.Hour})
+	if _, err := p.kb.Get(ctxT(t), "n"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get: %v", err)
 	}
-	if _, err := kb.Get(ctxT(t), "n"); !errors.Is(err, ErrNotFound) || kb.Stats().NegativeHits != 1 {
-		t.Fatalf("negative entry not cached: %v %+v", err, kb.Stats())
+	if _, err := p.kb.Get(ctxT(t), "n"); !errors.Is(err, ErrNotFound) || p.kb.Stats().NegativeHits != 1 {
+		t.Fatalf("negative entry not cached: %v %+v", err, p.kb.Stats())
 	}
 	db.put("n", "born")
-	if err := ka.Set(ctxT(t), "n", user{ID: "n", Name: "born"}); err != nil {
+	if err := p.ka.Set(ctxT(t), "n", user{ID: "n", Name: "born"}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "B sees the new key", func() bool {
-		u, err := kb.Get(ctxT(t), "n")
+		u, err := p.kb.Get(ctxT(t), "n")
 		return err == nil && u.Name == "born"
 	})
 }
@@ -393,10 +353,7 @@ func TestTwentyClientsInvalidateEachOther(t *testing.T) {
 
 func TestMalformedMessagesAreCountedAndIgnored(t *testing.T) {
 	srv := redistest.Start(t)
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{LocalTTL: time.Hour})
+	p := newPeers(t, serverBackend(srv), Config[user]{LocalTTL: time.Hour})
 	ctx := ctxT(t)
 	raw := srv.Client(t)
 	for _, m := range []string{"", "hello", "\xc5\x09future-version", "\xc5\x01short", string([]byte{0xc5, 1})} {
@@ -404,16 +361,16 @@ func TestMalformedMessagesAreCountedAndIgnored(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 5*time.Second, "B counts 5 malformed messages", func() bool { return b.Stats().IgnoredMalformed == 5 })
+	eventually(t, 5*time.Second, "B counts 5 malformed messages", func() bool { return p.b.Stats().IgnoredMalformed == 5 })
 	// The bus still works.
-	if err := kb.Set(ctx, "1", user{Name: "v1"}); err != nil {
+	if err := p.kb.Set(ctx, "1", user{Name: "v1"}); err != nil {
 		t.Fatal(err)
 	}
-	mustGet(t, ka, "1")
-	if err := kb.Set(ctx, "1", user{Name: "v2"}); err != nil {
+	mustGet(t, p.ka, "1")
+	if err := p.kb.Set(ctx, "1", user{Name: "v2"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "A sees v2", func() bool { return mustGet(t, ka, "1").Name == "v2" })
+	eventually(t, 5*time.Second, "A sees v2", func() bool { return mustGet(t, p.ka, "1").Name == "v2" })
 }
 
 func TestNothingServedLocallyWhileBusIsDown(t *testing.T) {
@@ -457,8 +414,7 @@ func TestPausedRedisStopsLocalServingWithinBusTimeout(t *testing.T) {
 	srv := redistest.Start(t)
 	db := newDB()
 	db.put("1", "v1")
-	c := newClient(t, srv, func(o *Options) { o.BusTimeout = 400 * time.Millisecond })
-	waitReady(t, c)
+	c := readyClient(t, srv, func(o *Options) { o.BusTimeout = 400 * time.Millisecond })
 	k := newKS(t, c, Config[user]{Loader: db.load, LocalTTL: time.Hour})
 	mustGet(t, k, "1")
 	go srv.Pause(t, 3*time.Second)

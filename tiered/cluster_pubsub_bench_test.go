@@ -45,7 +45,7 @@ const slowBus = 10 * time.Millisecond
 // reply; local-%, the publishes that ran on the subscriber's node (their
 // reply counted it); over-10ms, the messages that took longer than that.
 func BenchmarkClusterBusPublish(b *testing.B) {
-	cl := redistest.StartCluster(b)
+	cl := sharedCluster(b).cluster
 	owner := cl.NodeForSlot(b, int(remote.Slot(defaultChannel)))
 	var other string
 	for _, m := range cl.Masters(b) {

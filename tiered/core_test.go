@@ -9,83 +9,82 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/keys"
 	"github.com/tiercache/tiercache/remote"
 )
 
+// A miss loads once across two Clients and fills both tiers.
 func TestReadThroughFillsBothTiers(t *testing.T) {
-	srv := redistest.Start(t)
-	db := newDB()
-	db.put("42", "ada")
-	a := newClient(t, srv)
-	b := newClient(t, srv)
-	waitReady(t, a, b)
-	ua := newKS(t, a, Config[user]{Loader: db.load})
-	ub := newKS(t, b, Config[user]{Loader: db.load})
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		db := newDB()
+		db.put("42", "ada")
+		p := newPeers(t, b, Config[user]{Loader: db.load})
 
-	if got := mustGet(t, ua, "42"); got.Name != "ada" {
-		t.Fatalf("first Get = %+v", got)
-	}
-	if got := mustGet(t, ua, "42"); got.Name != "ada" {
-		t.Fatalf("second Get = %+v", got)
-	}
-	if got := mustGet(t, ub, "42"); got.Name != "ada" {
-		t.Fatalf("peer Get = %+v", got)
-	}
-	if n := db.loads.Load(); n != 1 {
-		t.Fatalf("loader ran %d times, want 1", n)
-	}
-	sa, sb := ua.Stats(), ub.Stats()
-	if sa.LocalHits != 1 || sa.Loads != 1 || sa.RedisMisses != 1 || sa.LeasesWon != 1 {
-		t.Fatalf("stats of the loading client: %+v", sa)
-	}
-	if sb.RedisHits != 1 || sb.Loads != 0 {
-		t.Fatalf("stats of the peer: %+v", sb)
-	}
-	// The value sits in Redis under "user:42" in a valid envelope.
-	raw, err := srv.Client(t).Get(ctxT(t), "user:42").Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := remote.DecodeEnvelope(raw)
-	if err != nil || !strings.Contains(string(env.Payload), `"ada"`) {
-		t.Fatalf("envelope %q: %v", raw, err)
-	}
+		if got := mustGet(t, p.ka, "42"); got.Name != "ada" {
+			t.Fatalf("first Get = %+v", got)
+		}
+		if got := mustGet(t, p.ka, "42"); got.Name != "ada" {
+			t.Fatalf("second Get = %+v", got)
+		}
+		if got := mustGet(t, p.kb, "42"); got.Name != "ada" {
+			t.Fatalf("peer Get = %+v", got)
+		}
+		if n := db.loads.Load(); n != 1 {
+			t.Fatalf("loader ran %d times, want 1", n)
+		}
+		sa, sb := p.ka.Stats(), p.kb.Stats()
+		if sa.LocalHits != 1 || sa.Loads != 1 || sa.RedisMisses != 1 || sa.LeasesWon != 1 {
+			t.Fatalf("stats of the loading client: %+v", sa)
+		}
+		if sb.RedisHits != 1 || sb.Loads != 0 {
+			t.Fatalf("stats of the peer: %+v", sb)
+		}
+		// The value sits in Redis under "user:42" in a valid envelope.
+		env, err := envelopeAt(ctxT(t), b.raw(t), "user:42")
+		if err != nil || !strings.Contains(string(env.Payload), `"ada"`) {
+			t.Fatalf("payload %q: %v", env.Payload, err)
+		}
+	})
 }
 
+// Cache-aside writes and reads without a Loader, in the writing Client and
+// in a peer.
 func TestCacheAsideWithoutLoader(t *testing.T) {
-	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
-	k := newKS(t, c, Config[user]{})
-	ctx := ctxT(t)
-	if _, err := k.Get(ctx, "1"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Get of absent id: %v, want ErrNotFound", err)
-	}
-	if err := k.Set(ctx, "1", user{ID: "1", Name: "x"}); err != nil {
-		t.Fatal(err)
-	}
-	if got := mustGet(t, k, "1"); got.Name != "x" {
-		t.Fatalf("Get after Set = %+v", got)
-	}
-	if err := k.Delete(ctx, "1"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := k.Get(ctx, "1"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Get after Delete: %v, want ErrNotFound", err)
-	}
-	if n, _ := srv.Client(t).Exists(ctx, "user:1").Result(); n != 0 {
-		t.Fatalf("user:1 still in Redis after Delete")
-	}
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		p := newPeers(t, b, Config[user]{LocalTTL: time.Hour})
+		ctx := ctxT(t)
+		if _, err := p.ka.Get(ctx, "1"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get of absent id: %v, want ErrNotFound", err)
+		}
+		if err := p.ka.Set(ctx, "1", user{ID: "1", Name: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := mustGet(t, p.ka, "1"); got.Name != "x" {
+			t.Fatalf("Get after Set = %+v", got)
+		}
+		if got := mustGet(t, p.kb, "1"); got.Name != "x" {
+			t.Fatalf("peer Get after Set = %+v", got)
+		}
+		if err := p.ka.Delete(ctx, "1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.ka.Get(ctx, "1"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get after Delete: %v, want ErrNotFound", err)
+		}
+		eventually(t, 5*time.Second, "peer drops the deleted value", func() bool {
+			_, err := p.kb.Get(ctx, "1")
+			return errors.Is(err, ErrNotFound)
+		})
+		if n, err := b.raw(t).Exists(ctx, "user:1", keys.LeaseKey("user:1")).Result(); err != nil || n != 0 {
+			t.Fatalf("user:1 or its lease still in Redis after Delete: EXISTS = %d, %v", n, err)
+		}
+	})
 }
 
 func TestNegativeCaching(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	ctx := ctxT(t)
 
 	db := newDB()
@@ -122,16 +121,8 @@ func TestNegativeCaching(t *testing.T) {
 }
 
 func TestInvalidKeysNeverReachRedis(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := redis.NewClient(srv.RedisOptions())
-	defer rdb.Close()
-	hook := &cmdCounter{}
-	rdb.AddHook(hook) // before anything uses the client: AddHook is not safe concurrently
-	c, err := NewClient(Options{Redis: rdb})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	log := &tripLog{}
+	c := singleBackend(t).client(t, log)
 	db := newDB()
 	k := newKS(t, c, Config[user]{Loader: db.load})
 	ctx := ctxT(t)
@@ -149,8 +140,8 @@ func TestInvalidKeysNeverReachRedis(t *testing.T) {
 			t.Errorf("Delete(%q): %v, want ErrInvalidKey", id, err)
 		}
 	}
-	if trips, cmds := hook.snapshot(); trips != 0 {
-		t.Fatalf("invalid keys caused %d Redis calls: %v", trips, cmds)
+	if trips := log.snapshot(); len(trips) != 0 {
+		t.Fatalf("invalid keys caused %d Redis calls: %v", len(trips), trips.cmds())
 	}
 	if db.loads.Load() != 0 {
 		t.Fatal("invalid keys reached the loader")
@@ -165,8 +156,7 @@ func TestInvalidKeysNeverReachRedis(t *testing.T) {
 
 func TestCorruptBytesInRedisAreAMiss(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	db := newDB()
 	db.put("1", "one")
 	k := newKS(t, c, Config[user]{Loader: db.load})
@@ -219,8 +209,7 @@ func TestCorruptBytesInRedisAreAMiss(t *testing.T) {
 
 func TestRedisDownServesFromLoader(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	db := newDB()
 	db.put("1", "one")
 	db.put("2", "two")
@@ -265,8 +254,7 @@ func TestRedisDownServesFromLoader(t *testing.T) {
 
 func TestCancelledContexts(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	release := make(chan struct{})
 	entered := make(chan struct{}, 10)
 	db := newDB()
@@ -334,56 +322,62 @@ func TestLocalHashCollisionNeverServesAnotherKey(t *testing.T) {
 	}
 }
 
+// GetMany of 200 ids over many slots comes back right, in one pipeline per
+// master (one round trip on a single server); of local values, in none.
 func TestGetManyOneRoundTrip(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := redis.NewClient(srv.RedisOptions())
-	defer rdb.Close()
-	hook := &cmdCounter{}
-	rdb.AddHook(hook)
-	c, err := NewClient(Options{Redis: rdb})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	waitReady(t, c)
-	k := newKS(t, c, Config[user]{})
-	ctx := ctxT(t)
-	ids := make([]string, 100)
-	for i := range ids {
-		ids[i] = fmt.Sprint(i)
-		if err := k.Set(ctx, ids[i], user{ID: ids[i]}); err != nil {
-			t.Fatal(err)
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		log := &tripLog{}
+		c := b.client(t, log)
+		waitReady(t, c)
+		k := newKS(t, c, Config[user]{})
+		ids, slots, nodes := spread(t, b, "user", 200)
+		if nodes != b.masters {
+			t.Fatalf("200 keys fall on %d nodes of %d", nodes, b.masters)
 		}
-	}
-	k.flush(false)
-	hook.reset()
-	m, err := k.GetMany(ctx, ids)
-	if err != nil || len(m) != 100 {
-		t.Fatalf("GetMany = %d values, %v", len(m), err)
-	}
-	for _, id := range ids {
-		if m[id].ID != id {
-			t.Fatalf("GetMany[%s] = %+v", id, m[id])
+		ctx := ctxT(t)
+		for _, id := range ids {
+			if err := k.Set(ctx, id, user{ID: id, Name: "n" + id}); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	trips, cmds := hook.snapshot()
-	if trips != 1 || len(cmds) != 100 {
-		t.Fatalf("GetMany(100) made %d round trips with %d commands, want 1 with 100", trips, len(cmds))
-	}
-	// Now all local: no round trip at all.
-	hook.reset()
-	if m, _ := k.GetMany(ctx, ids); len(m) != 100 {
-		t.Fatal("second GetMany incomplete")
-	}
-	if trips, _ := hook.snapshot(); trips != 0 {
-		t.Fatalf("GetMany of local values made %d round trips", trips)
-	}
+		k.flush(false)
+		mustGet(t, k, ids[0]) // the keyspace's epoch is known from here on
+		k.flush(false)
+		log.reset()
+		m, err := k.GetMany(ctx, ids)
+		if err != nil || len(m) != len(ids) {
+			t.Fatalf("GetMany = %d values, %v", len(m), err)
+		}
+		for _, id := range ids {
+			if m[id].ID != id || m[id].Name != "n"+id {
+				t.Fatalf("GetMany[%s] = %+v", id, m[id])
+			}
+		}
+		trips := log.snapshot()
+		pipes := trips.pipelines()
+		t.Logf("GetMany of %d ids over %d slots: pipelines per node %v", len(ids), slots, pipes)
+		if alone := trips.alone(); len(alone) != 0 || trips.pipelined() != len(ids) || len(pipes) != b.masters {
+			t.Fatalf("GetMany sent %v alone and %d commands in pipelines to %d nodes; want none alone, %d commands, %d nodes", alone, trips.pipelined(), len(pipes), len(ids), b.masters)
+		}
+		for addr, n := range pipes {
+			if n != 1 {
+				t.Fatalf("GetMany sent %d pipelines to %s, want 1", n, addr)
+			}
+		}
+		// Now all local: no round trip at all.
+		log.reset()
+		if m, _ := k.GetMany(ctx, ids); len(m) != len(ids) {
+			t.Fatal("second GetMany incomplete")
+		}
+		if trips := log.snapshot(); len(trips) != 0 {
+			t.Fatalf("GetMany of local values made %d round trips", len(trips))
+		}
+	})
 }
 
 func TestGetManyLoadsMissesWithBatchLoader(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	var mu sync.Mutex
 	var calls [][]string
 	k := newKS(t, c, Config[user]{BatchLoader: func(_ context.Context, ids []string) (map[string]user, error) {
@@ -422,8 +416,7 @@ func TestGetManyLoadsMissesWithBatchLoader(t *testing.T) {
 
 func TestTTLAndJitter(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	k := newKS(t, c, Config[user]{TTL: 10 * time.Second, TTLJitter: 5 * time.Second})
 	ctx := ctxT(t)
 	raw := srv.Client(t)
@@ -446,8 +439,7 @@ func TestTTLAndJitter(t *testing.T) {
 
 func TestLoaderPanicIsAnErrorForEveryWaiter(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	start := make(chan struct{})
 	k := newKS(t, c, Config[user]{Loader: func(context.Context, string) (user, error) {
 		<-start
@@ -476,8 +468,7 @@ func TestLoaderPanicIsAnErrorForEveryWaiter(t *testing.T) {
 
 func TestRawCodecs(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	ctx := ctxT(t)
 	bs, err := NewKeyspace(c, Config[[]byte]{Name: "blob"})
 	if err != nil {
@@ -502,17 +493,15 @@ func TestRawCodecs(t *testing.T) {
 	if err != nil || s != "héllo" {
 		t.Fatalf("string round trip = %q, %v", s, err)
 	}
-	raw, _ := srv.Client(t).Get(ctx, "str:s").Bytes()
-	env, err := remote.DecodeEnvelope(raw)
+	env, err := envelopeAt(ctx, srv.Client(t), "str:s")
 	if err != nil || string(env.Payload) != "héllo" {
-		t.Fatalf("string stored as %q (%v), want raw bytes", raw, err)
+		t.Fatalf("string stored as %q (%v), want raw bytes", env.Payload, err)
 	}
 }
 
 func TestBadValuesAreRefusedBeforeTheNetwork(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	ctx := ctxT(t)
 	small := newKS(t, c, Config[user]{MaxValueSize: 64})
 	err := small.Set(ctx, "big", user{Name: strings.Repeat("x", 100)})
@@ -531,8 +520,7 @@ func TestBadValuesAreRefusedBeforeTheNetwork(t *testing.T) {
 
 func TestClosedClient(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	k := newKS(t, c, Config[user]{Loader: newDB().load})
 	var wg sync.WaitGroup
 	for i := 0; i < 3; i++ {
@@ -557,8 +545,7 @@ func TestClosedClient(t *testing.T) {
 
 func TestLocalHitDoesNotAllocate(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	for _, p := range []Policy{LRU, TwoQueue} {
 		k := newKS(t, c, Config[user]{Name: fmt.Sprintf("alloc%d", p), LocalPolicy: p, LocalTTL: time.Hour})
 		ctx := ctxT(t)
@@ -583,13 +570,7 @@ func TestLocalHitDoesNotAllocate(t *testing.T) {
 }
 
 func TestCloseWhileCallsAreInFlight(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := redis.NewClient(srv.RedisOptions())
-	defer rdb.Close()
-	c, err := NewClient(Options{Redis: rdb})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newClient(t, redistest.Start(t))
 	waitReady(t, c)
 	db := newDB()
 	for i := 0; i < 20; i++ {

@@ -20,11 +20,10 @@ func TestBreakerOpensAndFailsFast(t *testing.T) {
 	srv := redistest.Start(t)
 	db := newDB()
 	db.put("1", "v1")
-	c := newClient(t, srv, func(o *Options) {
+	c := readyClient(t, srv, func(o *Options) {
 		o.ReadTimeout = 100 * time.Millisecond
 		o.BreakerOpenFor = 200 * time.Millisecond
 	})
-	waitReady(t, c)
 	k := newKS(t, c, Config[user]{Loader: db.load, DegradedLocalTTL: -1})
 	mustGet(t, k, "1")
 
@@ -75,28 +74,25 @@ func TestBreakerOpensAndFailsFast(t *testing.T) {
 
 func TestWritesDuringOutageAreReplayed(t *testing.T) {
 	srv := aofServer(t)
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{LocalTTL: time.Hour, Group: nil})
-	kb := newKS(t, b, Config[user]{LocalTTL: time.Hour})
+	p := newPeers(t, serverBackend(srv), Config[user]{LocalTTL: time.Hour})
 	ctx := ctxT(t)
-	if err := ka.Set(ctx, "1", user{Name: "v1"}); err != nil {
+	if err := p.ka.Set(ctx, "1", user{Name: "v1"}); err != nil {
 		t.Fatal(err)
 	}
-	mustGet(t, kb, "1")
+	mustGet(t, p.kb, "1")
 
 	srv.Kill(t)
-	err := ka.Delete(ctx, "1")
+	err := p.ka.Delete(ctx, "1")
 	var op *OpError
 	if !errors.As(err, &op) || op.Op != "delete" {
 		t.Fatalf("Delete with Redis down: %v", err)
 	}
-	if st := a.Stats(); st.ReplayPending != 1 || st.ReplayQueued != 1 {
+	if st := p.a.Stats(); st.ReplayPending != 1 || st.ReplayQueued != 1 {
 		t.Fatalf("the failed Delete was not queued: %+v", st)
 	}
 	srv.Restart(t) // the AOF brings user:1 back: the Delete is still owed
 	eventually(t, 10*time.Second, "the queued Delete is replayed", func() bool {
-		st := a.Stats()
+		st := p.a.Stats()
 		return st.ReplayPending == 0 && st.Replayed >= 1
 	})
 	raw := srv.Client(t)
@@ -104,33 +100,29 @@ func TestWritesDuringOutageAreReplayed(t *testing.T) {
 		n, err := raw.Exists(ctx, "user:1").Result()
 		return err == nil && n == 0
 	})
-	waitReady(t, b)
-	if _, err := kb.Get(ctx, "1"); !errors.Is(err, ErrNotFound) {
+	waitReady(t, p.b)
+	if _, err := p.kb.Get(ctx, "1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("B after recovery: %v, want ErrNotFound", err)
 	}
 }
 
 func TestReplayOverflowBumpsTheKeyspaceEpoch(t *testing.T) {
 	srv := aofServer(t)
-	a := newClient(t, srv, func(o *Options) { o.ReplayQueue = 2 })
-	b := newClient(t, srv)
-	waitReady(t, a, b)
-	ka := newKS(t, a, Config[user]{LocalTTL: time.Hour})
-	kb := newKS(t, b, Config[user]{LocalTTL: time.Hour})
+	p := peersOf(t, newClient(t, srv, func(o *Options) { o.ReplayQueue = 2 }), newClient(t, srv), Config[user]{LocalTTL: time.Hour})
 	ctx := ctxT(t)
 	for i := 0; i < 6; i++ {
-		if err := ka.Set(ctx, fmt.Sprint(i), user{Name: "old"}); err != nil {
+		if err := p.ka.Set(ctx, fmt.Sprint(i), user{Name: "old"}); err != nil {
 			t.Fatal(err)
 		}
-		mustGet(t, kb, fmt.Sprint(i))
+		mustGet(t, p.kb, fmt.Sprint(i))
 	}
 	srv.Kill(t)
 	for i := 0; i < 5; i++ { // 5 deletes for a queue of 2
-		if err := ka.Delete(ctx, fmt.Sprint(i)); err == nil {
+		if err := p.ka.Delete(ctx, fmt.Sprint(i)); err == nil {
 			t.Fatal("Delete succeeded with Redis down")
 		}
 	}
-	if st := a.Stats(); st.ReplayOverflows != 1 {
+	if st := p.a.Stats(); st.ReplayOverflows != 1 {
 		t.Fatalf("overflow not recorded: %+v", st)
 	}
 	srv.Restart(t)
@@ -138,10 +130,10 @@ func TestReplayOverflowBumpsTheKeyspaceEpoch(t *testing.T) {
 		n, err := srv.Client(t).Exists(ctx, "{user:epoch}").Result()
 		return err == nil && n == 1
 	})
-	waitReady(t, a, b)
+	waitReady(t, p.a, p.b)
 	// Every value of the keyspace is unreachable, in every process: the
 	// deleted ids and the one that was not (nothing could tell them apart).
-	for _, k := range []*Keyspace[user]{ka, kb} {
+	for _, k := range []*Keyspace[user]{p.ka, p.kb} {
 		k := k
 		eventually(t, 5*time.Second, "all old values unreachable", func() bool {
 			for i := 0; i < 6; i++ {
@@ -153,11 +145,11 @@ func TestReplayOverflowBumpsTheKeyspaceEpoch(t *testing.T) {
 		})
 	}
 	// New writes live under the new epoch and work as before.
-	if err := ka.Set(ctx, "new", user{Name: "fresh"}); err != nil {
+	if err := p.ka.Set(ctx, "new", user{Name: "fresh"}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "B reads the new value", func() bool {
-		u, err := kb.Get(context.Background(), "new")
+		u, err := p.kb.Get(context.Background(), "new")
 		return err == nil && u.Name == "fresh"
 	})
 }

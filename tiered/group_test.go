@@ -15,74 +15,111 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/keys"
 )
 
 func tenantOf(id string) string { return strings.SplitN(id, "/", 2)[0] }
 
+// InvalidateGroup is one script call, reaches every Client and leaves other
+// groups alone, also where the group's version key and its values live on
+// different nodes.
 func TestInvalidateGroupInOneRoundTripEverywhere(t *testing.T) {
-	srv := redistest.Start(t)
-	ro := srv.RedisOptions()
-	rdbA := redis.NewClient(ro)
-	defer rdbA.Close()
-	hook := &cmdCounter{}
-	rdbA.AddHook(hook)
-	a, err := NewClient(Options{Redis: rdbA})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b := newClient(t, srv)
-	waitReady(t, a, b)
-	db := newDB()
-	cfg := Config[user]{Group: tenantOf, LocalTTL: time.Hour, Loader: db.load}
-	ka, kb := newKS(t, a, cfg), newKS(t, b, cfg)
-	ctx := ctxT(t)
-	for _, id := range []string{"t1/a", "t1/b", "t2/a"} {
-		db.put(id, "old")
-		if err := ka.Set(ctx, id, user{ID: id, Name: "old"}); err != nil {
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		db := newDB()
+		log := &tripLog{}
+		cfg := Config[user]{Group: tenantOf, LocalTTL: time.Hour, Loader: db.load}
+		p := peersOf(t, b.client(t, log), b.client(t, nil), cfg)
+		ctx := ctxT(t)
+		var t1, t2 []string // 20 ids in each group
+		for i := 0; i < 20; i++ {
+			t1 = append(t1, fmt.Sprintf("t1/%d", i))
+			t2 = append(t2, fmt.Sprintf("t2/%d", i))
+		}
+		for _, id := range append(t1, t2...) {
+			db.put(id, "old")
+			if err := p.ka.Set(ctx, id, user{ID: id, Name: "old"}); err != nil {
+				t.Fatal(err)
+			}
+			mustGet(t, p.kb, id)
+		}
+		verKey := keys.VersionKey("user", "t1")
+		if b.masters > 1 {
+			other := 0
+			for _, id := range t1 {
+				key, _, err := p.kb.keyOf(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b.nodeOf(t, key) != b.nodeOf(t, verKey) {
+					other++
+				}
+			}
+			if other == 0 {
+				t.Fatalf("every value of t1 shares a node with %s: the test proves nothing", verKey)
+			}
+		}
+		for _, id := range t1 {
+			db.put(id, "new")
+		}
+		// Load the script into the Redis of t1's version key.
+		warm := "warm-up"
+		for i := 0; b.nodeOf(t, keys.VersionKey("user", warm)) != b.nodeOf(t, verKey); i++ {
+			warm = fmt.Sprintf("warm-up-%d", i)
+		}
+		if err := p.ka.InvalidateGroup(ctx, warm); err != nil {
 			t.Fatal(err)
 		}
-		mustGet(t, kb, id)
-	}
-	for _, id := range []string{"t1/a", "t1/b"} {
-		db.put(id, "new")
-	}
-	if err := ka.InvalidateGroup(ctx, "warm-up"); err != nil { // loads the script into Redis
-		t.Fatal(err)
-	}
-	hook.reset()
-	if err := ka.InvalidateGroup(ctx, "t1"); err != nil {
-		t.Fatal(err)
-	}
-	if trips, cmds := hook.snapshot(); trips != 1 || len(cmds) != 1 {
-		t.Fatalf("InvalidateGroup made %d round trips (%v), want one script call", trips, cmds)
-	}
-	for _, k := range []*Keyspace[user]{ka, kb} {
-		k := k
-		eventually(t, 5*time.Second, "group t1 invalidated", func() bool {
-			return mustGet(t, k, "t1/a").Name == "new" && mustGet(t, k, "t1/b").Name == "new"
-		})
-		if u := mustGet(t, k, "t2/a"); u.Name != "old" {
-			t.Fatalf("another group was invalidated: %+v", u)
+		loads := db.loads.Load()
+		log.reset()
+		if err := p.ka.InvalidateGroup(ctx, "t1"); err != nil {
+			t.Fatal(err)
 		}
-	}
-	// Old versions are still in Redis, unreachable, expiring on their own.
-	n, err := srv.Client(t).Keys(ctx, "user:v*:t1/a").Result()
-	if err != nil || len(n) != 2 {
-		t.Fatalf("versioned keys of t1/a in Redis: %v, %v (want old and new)", n, err)
-	}
-	if err := newKS(t, a, Config[user]{Name: "nogroups"}).InvalidateGroup(ctx, "x"); err == nil {
-		t.Fatal("InvalidateGroup on a keyspace without groups succeeded")
-	}
-	if err := ka.InvalidateGroup(ctx, "bad\x00group"); !errors.Is(err, ErrInvalidKey) {
-		t.Fatalf("invalid group: %v", err)
-	}
+		if trips := log.snapshot(); len(trips) != 1 || len(trips.cmds()) != 1 {
+			t.Fatalf("InvalidateGroup made %d round trips (%v), want one script call", len(trips), trips.cmds())
+		}
+		for _, k := range []*Keyspace[user]{p.ka, p.kb} {
+			k := k
+			eventually(t, 5*time.Second, "group t1 invalidated", func() bool {
+				for _, id := range t1 {
+					if mustGet(t, k, id).Name != "new" {
+						return false
+					}
+				}
+				return true
+			})
+		}
+		if n := db.loads.Load() - loads; n != 20 {
+			t.Fatalf("invalidating t1 caused %d loads, want 20 (one per id, across both Clients)", n)
+		}
+		for _, k := range []*Keyspace[user]{p.ka, p.kb} {
+			for _, id := range t2 {
+				if u := mustGet(t, k, id); u.Name != "old" {
+					t.Fatalf("another group was invalidated: %+v", u)
+				}
+			}
+		}
+		if n := db.loads.Load() - loads; n != 20 {
+			t.Fatalf("group t2 was reloaded: %d loads", n-20)
+		}
+		if v, err := b.raw(t).Get(ctx, verKey).Result(); err != nil || v == "" {
+			t.Fatalf("version key %s = %q, %v", verKey, v, err)
+		}
+		// Old versions are still in Redis, unreachable, expiring on their own.
+		if n := b.keysLike(t, "user:v*:t1/0"); len(n) != 2 {
+			t.Fatalf("versioned keys of t1/0 in Redis: %v (want old and new)", n)
+		}
+		if err := newKS(t, p.a, Config[user]{Name: "nogroups"}).InvalidateGroup(ctx, "x"); err == nil {
+			t.Fatal("InvalidateGroup on a keyspace without groups succeeded")
+		}
+		if err := p.ka.InvalidateGroup(ctx, "bad\x00group"); !errors.Is(err, ErrInvalidKey) {
+			t.Fatalf("invalid group: %v", err)
+		}
+	})
 }
 
 func TestGroupVersionSurvivesLostVersionKey(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	k := newKS(t, c, Config[user]{Group: tenantOf, LocalTTL: time.Hour})
 	ctx := ctxT(t)
 	if err := k.Set(ctx, "t/a", user{Name: "v1"}); err != nil {
@@ -165,8 +202,7 @@ func TestHelperProcess(t *testing.T) {
 
 func TestSeparateProcesses(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	k := newKS(t, c, Config[user]{LocalTTL: time.Hour})
 	ctx := ctxT(t)
 	if err := k.Set(ctx, "1", user{Name: "v1"}); err != nil {

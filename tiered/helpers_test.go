@@ -2,9 +2,11 @@ package tiered
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,10 +16,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/remote"
 )
 
 // TestMain starts the redis-server the Example functions (package
-// tiered_test) use, at REDIS_ADDR as they read it.
+// tiered_test) use, at REDIS_ADDR as they read it, and closes the Redis
+// Cluster the tests share (sharedCluster) once they have run.
 func TestMain(m *testing.M) {
 	srv, err := redistest.StartE(redistest.Options{})
 	if err != nil {
@@ -27,6 +31,10 @@ func TestMain(m *testing.M) {
 	os.Setenv("REDIS_ADDR", srv.Addr)
 	code := m.Run()
 	_ = srv.Close()
+	if err := closeShared(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
@@ -63,6 +71,13 @@ func (d *testDB) put(id, name string) user {
 	return u
 }
 
+// version returns the version of id's row (0 when absent).
+func (d *testDB) version(id string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.rows[id].Ver
+}
+
 func (d *testDB) load(ctx context.Context, id string) (user, error) {
 	d.loads.Add(1)
 	d.mu.Lock()
@@ -84,24 +99,22 @@ func (d *testDB) load(ctx context.Context, id string) (user, error) {
 // connections, like a separate process), closed when the test ends.
 func newClient(t testing.TB, srv *redistest.Server, opts ...func(*Options)) *Client {
 	t.Helper()
-	rdb := redis.NewClient(srv.RedisOptions())
-	t.Cleanup(func() { _ = rdb.Close() })
-	o := Options{Redis: rdb}
-	for _, f := range opts {
-		f(&o)
-	}
-	c, err := NewClient(o)
-	if err != nil {
-		t.Fatalf("NewClient: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	return serverBackend(srv).client(t, nil, opts...)
+}
+
+// readyClient is newClient once its bus is subscribed.
+func readyClient(t testing.TB, srv *redistest.Server, opts ...func(*Options)) *Client {
+	t.Helper()
+	c := newClient(t, srv, opts...)
+	waitReady(t, c)
 	return c
 }
 
 // newClientHooks is newClient with test hooks installed before any
 // keyspace is created.
 func newClientHooks(t testing.TB, srv *redistest.Server, h *testHooks, opts ...func(*Options)) *Client {
-	return newClient(t, srv, append(opts, func(o *Options) { o.hooks = h })...)
+	t.Helper()
+	return newClient(t, srv, append(opts, withHooks(h))...)
 }
 
 func newKS(t testing.TB, c *Client, cfg Config[user]) *Keyspace[user] {
@@ -114,6 +127,29 @@ func newKS(t testing.TB, c *Client, cfg Config[user]) *Keyspace[user] {
 		t.Fatalf("NewKeyspace: %v", err)
 	}
 	return k
+}
+
+// peers are the stage of most tests: two Clients over one deployment, as
+// two processes would be (each with its own go-redis client), both
+// subscribed, each with a keyspace of the same Config.
+type peers struct {
+	a, b   *Client
+	ka, kb *Keyspace[user]
+}
+
+// newPeers returns two peers over b with keyspaces of cfg.
+func newPeers(t testing.TB, b backend, cfg Config[user]) peers {
+	t.Helper()
+	return peersOf(t, b.client(t, nil), b.client(t, nil), cfg)
+}
+
+// peersOf makes peers of a and b, for tests whose Clients differ (hooks,
+// options, a tripLog): it waits until both are subscribed and gives each a
+// keyspace of cfg.
+func peersOf(t testing.TB, a, b *Client, cfg Config[user]) peers {
+	t.Helper()
+	waitReady(t, a, b)
+	return peers{a: a, b: b, ka: newKS(t, a, cfg), kb: newKS(t, b, cfg)}
 }
 
 // eventually polls cond until it holds or the deadline passes.
@@ -150,52 +186,183 @@ func mustGet(t testing.TB, k *Keyspace[user], id string) user {
 	return u
 }
 
-// cmdCounter is a go-redis hook that counts commands and round trips.
-type cmdCounter struct {
-	mu    sync.Mutex
-	trips int
-	cmds  []string
+// envelopeAt reads and decodes the envelope stored at key in Redis; the
+// error wraps redis.Nil when the key is absent.
+func envelopeAt(ctx context.Context, raw redis.UniversalClient, key string) (remote.Envelope, error) {
+	b, err := raw.Get(ctx, key).Bytes()
+	if err != nil {
+		return remote.Envelope{}, fmt.Errorf("GET %s: %w", key, err)
+	}
+	env, err := remote.DecodeEnvelope(b)
+	if err != nil {
+		return remote.Envelope{}, fmt.Errorf("envelope at %s: %w", key, err)
+	}
+	return env, nil
 }
 
-func (h *cmdCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+// userAt decodes the user in the envelope stored at key.
+func userAt(ctx context.Context, raw redis.UniversalClient, key string) (user, error) {
+	env, err := envelopeAt(ctx, raw, key)
+	if err != nil {
+		return user{}, err
+	}
+	var u user
+	if err := json.Unmarshal(env.Payload, &u); err != nil {
+		return user{}, fmt.Errorf("payload at %s: %w", key, err)
+	}
+	return u, nil
+}
 
-// setupCmds are what a new connection sends before any command of ours,
-// and the SCRIPT LOADs a Client sends in the background after each
-// subscription.
-var setupCmds = map[string]bool{"hello": true, "client": true, "auth": true, "select": true, "ping": true, "script": true}
+// tripLog is a go-redis hook that records what a go-redis client sends,
+// one trip per round trip: a command alone or a pipeline, with the address
+// of the node it went to. Connection set-up, a cluster client's topology
+// reads and the SCRIPT LOADs a Client sends in the background after each
+// subscription are not ours and are left out (notOurs).
+type tripLog struct {
+	mu    sync.Mutex
+	trips trips
+}
 
-func (h *cmdCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if setupCmds[cmd.Name()] {
-			return next(ctx, cmd)
+// trip is one round trip.
+type trip struct {
+	addr     string   // the node's address
+	pipeline bool     // a pipeline, not a command alone
+	cmds     []string // command names, lower case
+}
+
+// trips are round trips, in the order they were sent.
+type trips []trip
+
+// notOurs are the commands go-redis sends on a new connection, those a
+// cluster client reads the topology with, and the SCRIPT LOADs a Client
+// sends in the background after each subscription.
+var notOurs = map[string]bool{"hello": true, "client": true, "auth": true, "select": true, "ping": true,
+	"script": true, "cluster": true, "command": true}
+
+// watch installs l on rdb; call it before rdb sends anything (go-redis
+// hooks are not safe to add concurrently with commands). A ClusterClient
+// splits a pipeline into one per node, which its node clients' hooks see
+// (the hook of the ClusterClient itself sees one pipeline): l watches the
+// nodes.
+func (l *tripLog) watch(rdb redis.UniversalClient) {
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		c.OnNewNode(func(node *redis.Client) { node.AddHook(tripHook{l, node.Options().Addr}) })
+	case *redis.Client:
+		c.AddHook(tripHook{l, c.Options().Addr})
+	}
+}
+
+func (l *tripLog) add(addr string, pipeline bool, cmds []redis.Cmder) {
+	var names []string
+	for _, c := range cmds {
+		if !notOurs[c.Name()] {
+			names = append(names, c.Name())
 		}
-		h.mu.Lock()
-		h.trips++
-		h.cmds = append(h.cmds, cmd.Name())
-		h.mu.Unlock()
+	}
+	if len(names) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.trips = append(l.trips, trip{addr: addr, pipeline: pipeline, cmds: names})
+}
+
+func (l *tripLog) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.trips = nil
+}
+
+func (l *tripLog) snapshot() trips {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.trips)
+}
+
+// tripHook is a tripLog's hook on the go-redis client of one node.
+type tripHook struct {
+	log  *tripLog
+	addr string
+}
+
+func (h tripHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h tripHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.log.add(h.addr, false, []redis.Cmder{cmd})
 		return next(ctx, cmd)
 	}
 }
-func (h *cmdCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+
+func (h tripHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.mu.Lock()
-		h.trips++
-		for _, c := range cmds {
-			h.cmds = append(h.cmds, c.Name())
-		}
-		h.mu.Unlock()
+		h.log.add(h.addr, true, cmds)
 		return next(ctx, cmds)
 	}
 }
-func (h *cmdCounter) reset() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.trips, h.cmds = 0, nil
+
+// cmds returns the commands of every trip.
+func (ts trips) cmds() []string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, t.cmds...)
+	}
+	return out
 }
-func (h *cmdCounter) snapshot() (int, []string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.trips, append([]string(nil), h.cmds...)
+
+// names returns the commands of each trip.
+func (ts trips) names() [][]string {
+	out := make([][]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.cmds
+	}
+	return out
+}
+
+// pipelines counts the pipelines per node address.
+func (ts trips) pipelines() map[string]int {
+	out := map[string]int{}
+	for _, t := range ts {
+		if t.pipeline {
+			out[t.addr]++
+		}
+	}
+	return out
+}
+
+// pipelined counts the commands sent in pipelines.
+func (ts trips) pipelined() int {
+	n := 0
+	for _, t := range ts {
+		if t.pipeline {
+			n += len(t.cmds)
+		}
+	}
+	return n
+}
+
+// alone returns the commands sent on their own.
+func (ts trips) alone() []string {
+	var out []string
+	for _, t := range ts {
+		if !t.pipeline {
+			out = append(out, t.cmds...)
+		}
+	}
+	return out
+}
+
+// scriptCalls counts the scripts run (EVALSHA or EVAL): for a single Get,
+// its lease polls.
+func (ts trips) scriptCalls() int {
+	n := 0
+	for _, c := range ts.cmds() {
+		if c == "evalsha" || c == "eval" {
+			n++
+		}
+	}
+	return n
 }
 
 var errBoom = errors.New("boom")

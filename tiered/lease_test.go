@@ -2,7 +2,6 @@ package tiered
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/keys"
-	"github.com/tiercache/tiercache/remote"
 )
 
 // These tests run several Clients against one real redis-server; each Client
@@ -72,6 +70,29 @@ func (g *gate) waitEntered(t *testing.T) {
 	}
 }
 
+// race is the stage of most lease tests: two Clients, A and B, over a new
+// redis-server (raw inspects it), both subscribed, a database they load
+// from and a gate to hold loads at. Each test gives A and B keyspaces of
+// its own: their roles (holder, waiter) differ. bLog records B's round
+// trips.
+type race struct {
+	raw  *redis.Client
+	db   *testDB
+	g    *gate
+	a, b *Client
+	bLog *tripLog
+}
+
+func newRace(t *testing.T) race {
+	t.Helper()
+	srv := redistest.Start(t)
+	r := race{raw: srv.Client(t), db: newDB(), bLog: &tripLog{}}
+	r.a, r.b = newClient(t, srv), serverBackend(srv).client(t, r.bLog)
+	waitReady(t, r.a, r.b)
+	r.g = newGate(t) // its cleanup opens it before the Clients close
+	return r
+}
+
 // countingLoader loads from db and counts its calls.
 func countingLoader(db *testDB, n *atomic.Int64) func(context.Context, string) (user, error) {
 	return func(ctx context.Context, id string) (user, error) {
@@ -112,19 +133,12 @@ func awaitGet(t *testing.T, ch <-chan getResult) getResult {
 // key is absent.
 func redisUser(t *testing.T, raw *redis.Client, key string) (u user, ok bool) {
 	t.Helper()
-	b, err := raw.Get(ctxT(t), key).Bytes()
+	u, err := userAt(ctxT(t), raw, key)
 	if errors.Is(err, redis.Nil) {
 		return user{}, false
 	}
 	if err != nil {
-		t.Fatalf("GET %s: %v", key, err)
-	}
-	env, err := remote.DecodeEnvelope(b)
-	if err != nil {
-		t.Fatalf("envelope at %s: %v", key, err)
-	}
-	if err := json.Unmarshal(env.Payload, &u); err != nil {
-		t.Fatalf("payload at %s: %v", key, err)
+		t.Fatal(err)
 	}
 	return u, true
 }
@@ -138,143 +152,69 @@ func leaseHeld(t *testing.T, raw *redis.Client, key string) bool {
 	return n == 1
 }
 
-// tripLog is a go-redis hook that records the commands of each round trip,
-// leaving out the handshake go-redis sends on a new connection.
-type tripLog struct {
-	mu    sync.Mutex
-	trips [][]string
-}
-
-func (l *tripLog) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (l *tripLog) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		l.add([]redis.Cmder{cmd})
-		return next(ctx, cmd)
-	}
-}
-
-func (l *tripLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		l.add(cmds)
-		return next(ctx, cmds)
-	}
-}
-
-func (l *tripLog) add(cmds []redis.Cmder) {
-	var names []string
-	for _, c := range cmds {
-		switch n := c.Name(); n {
-		case "hello", "client", "auth", "select", "ping":
-		default:
-			names = append(names, n)
+// A herd of 2 Clients x 500 goroutines (100 on a cluster, whose six servers
+// share the machine's cores with the herd) on one cold key loads it once.
+func TestHerdLoadsOnce(t *testing.T) {
+	onEveryBackend(t, func(t *testing.T, b backend) {
+		db := newDB()
+		want := db.put("hot", "herd")
+		var loads atomic.Int64
+		loader := func(ctx context.Context, id string) (user, error) {
+			loads.Add(1)
+			time.Sleep(300 * time.Millisecond) // the cost of a slow query, not synchronisation
+			return db.load(ctx, id)
 		}
-	}
-	if len(names) == 0 {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.trips = append(l.trips, names)
-}
+		p := newPeers(t, b, Config[user]{Loader: loader})
 
-func (l *tripLog) reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.trips = nil
-}
-
-func (l *tripLog) snapshot() [][]string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.trips)
-}
-
-// scriptCalls counts the scripts run (EVALSHA or EVAL), i.e. lease polls
-// for a single Get.
-func (l *tripLog) scriptCalls() int {
-	n := 0
-	for _, trip := range l.snapshot() {
-		for _, c := range trip {
-			if c == "evalsha" || c == "eval" {
-				n++
+		perClient := 500
+		if b.cluster != nil {
+			perClient = 100
+		}
+		ctx := ctxT(t)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var wrong, failed atomic.Int64
+		var errMu sync.Mutex
+		var firstErr error
+		for _, k := range []*Keyspace[user]{p.ka, p.kb} {
+			for i := 0; i < perClient; i++ {
+				k := k
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					u, err := k.Get(ctx, "hot")
+					switch {
+					case err != nil:
+						if failed.Add(1) == 1 {
+							errMu.Lock()
+							firstErr = err
+							errMu.Unlock()
+						}
+					case u != want:
+						wrong.Add(1)
+					}
+				}()
 			}
 		}
-	}
-	return n
-}
-
-// newLoggedClient is newClient with a tripLog on its go-redis client,
-// installed before any command is sent (AddHook is not safe concurrently
-// with commands).
-func newLoggedClient(t *testing.T, srv *redistest.Server) (*Client, *tripLog) {
-	t.Helper()
-	rdb := redis.NewClient(srv.RedisOptions())
-	log := &tripLog{}
-	rdb.AddHook(log)
-	t.Cleanup(func() { _ = rdb.Close() }) // runs after the Client's Close
-	return newClient(t, srv, func(o *Options) { o.Redis = rdb }), log
-}
-
-func TestHerdLoadsOnce(t *testing.T) {
-	srv := redistest.Start(t)
-	db := newDB()
-	want := db.put("hot", "herd")
-	var loads atomic.Int64
-	loader := func(ctx context.Context, id string) (user, error) {
-		loads.Add(1)
-		time.Sleep(300 * time.Millisecond) // the cost of a slow query, not synchronisation
-		return db.load(ctx, id)
-	}
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	ks := []*Keyspace[user]{newKS(t, a, Config[user]{Loader: loader}), newKS(t, b, Config[user]{Loader: loader})}
-
-	const perClient = 500
-	ctx := ctxT(t)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	var wrong, failed atomic.Int64
-	var errMu sync.Mutex
-	var firstErr error
-	for _, k := range ks {
-		for i := 0; i < perClient; i++ {
-			k := k
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				u, err := k.Get(ctx, "hot")
-				switch {
-				case err != nil:
-					if failed.Add(1) == 1 {
-						errMu.Lock()
-						firstErr = err
-						errMu.Unlock()
-					}
-				case u != want:
-					wrong.Add(1)
-				}
-			}()
+		close(start)
+		wg.Wait()
+		if n := failed.Load(); n > 0 {
+			errMu.Lock()
+			defer errMu.Unlock()
+			t.Fatalf("%d Gets failed, first: %v", n, firstErr)
 		}
-	}
-	close(start)
-	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		errMu.Lock()
-		defer errMu.Unlock()
-		t.Fatalf("%d Gets failed, first: %v", n, firstErr)
-	}
-	if n := wrong.Load(); n > 0 {
-		t.Fatalf("%d Gets returned something other than %+v", n, want)
-	}
-	if n := loads.Load(); n != 1 {
-		t.Fatalf("the loader ran %d times for %d concurrent Gets in 2 processes, want 1", n, 2*perClient)
-	}
-	sa, sb := ks[0].Stats(), ks[1].Stats()
-	if sa.LeasesWon+sb.LeasesWon != 1 || sa.LeaseTimeouts+sb.LeaseTimeouts != 0 {
-		t.Fatalf("lease stats: A %+v, B %+v", sa, sb)
-	}
+		if n := wrong.Load(); n > 0 {
+			t.Fatalf("%d Gets returned something other than %+v", n, want)
+		}
+		sa, sb := p.ka.Stats(), p.kb.Stats()
+		if n := loads.Load(); n != 1 {
+			t.Fatalf("the loader ran %d times for %d concurrent Gets in 2 processes, want 1 (A %+v, B %+v)", n, 2*perClient, sa, sb)
+		}
+		if sa.LeasesWon+sb.LeasesWon != 1 || sa.LeaseTimeouts+sb.LeaseTimeouts != 0 {
+			t.Fatalf("lease stats: A %+v, B %+v", sa, sb)
+		}
+	})
 }
 
 // A load that read the database before a write must not be cached after
@@ -283,23 +223,18 @@ func TestStaleWriteBackRefused(t *testing.T) {
 	for _, write := range []string{"Delete", "Set"} {
 		write := write
 		t.Run(write, func(t *testing.T) {
-			srv := redistest.Start(t)
-			raw := srv.Client(t)
-			db := newDB()
-			v1 := db.put("7", "v1")
-			a, b := newClient(t, srv), newClient(t, srv)
-			waitReady(t, a, b)
-			ua := newKS(t, a, Config[user]{Loader: db.load})
-			g := newGate(t)
-			ub := newKS(t, b, Config[user]{Loader: g.loader(db)})
+			race := newRace(t)
+			v1 := race.db.put("7", "v1")
+			ua := newKS(t, race.a, Config[user]{Loader: race.db.load})
+			ub := newKS(t, race.b, Config[user]{Loader: race.g.loader(race.db)})
 			ctx := ctxT(t)
 
 			got := goGet(ctx, ub, "7")
-			g.waitEntered(t) // B holds the lease and has read v1
-			if !leaseHeld(t, raw, "user:7") {
+			race.g.waitEntered(t) // B holds the lease and has read v1
+			if !leaseHeld(t, race.raw, "user:7") {
 				t.Fatal("B loads without holding the lease")
 			}
-			v2 := db.put("7", "v2")
+			v2 := race.db.put("7", "v2")
 			var err error
 			if write == "Delete" {
 				err = ua.Delete(ctx, "7")
@@ -309,12 +244,12 @@ func TestStaleWriteBackRefused(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", write, err)
 			}
-			g.open()
+			race.g.open()
 			r := awaitGet(t, got)
 			if r.err != nil || r.u != v1 {
 				t.Fatalf("B's Get = %+v, %v; want v1 %+v (true when it was read)", r.u, r.err, v1)
 			}
-			if u, ok := redisUser(t, raw, "user:7"); ok && u != v2 {
+			if u, ok := redisUser(t, race.raw, "user:7"); ok && u != v2 {
 				t.Fatalf("Redis holds %+v after the %s of v2: a stale write-back", u, write)
 			}
 			if s := ub.Stats(); s.FillsRefused != 1 {
@@ -326,7 +261,7 @@ func TestStaleWriteBackRefused(t *testing.T) {
 			if u := mustGet(t, ua, "7"); u != v2 {
 				t.Fatalf("A's next Get = %+v, want v2 %+v", u, v2)
 			}
-			if u, ok := redisUser(t, raw, "user:7"); !ok || u != v2 {
+			if u, ok := redisUser(t, race.raw, "user:7"); !ok || u != v2 {
 				t.Fatalf("Redis holds %+v (present %v), want v2", u, ok)
 			}
 		})
@@ -337,31 +272,26 @@ func TestStaleWriteBackRefused(t *testing.T) {
 // LeaseWait per read, and nobody for longer than LeaseTTL.
 func TestLeaseHolderDies(t *testing.T) {
 	const leaseTTL, leaseWait = 300 * time.Millisecond, 200 * time.Millisecond
-	srv := redistest.Start(t)
-	raw := srv.Client(t)
-	db := newDB()
-	want := db.put("d", "dies")
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	g := newGate(t)
-	ua := newKS(t, a, Config[user]{Loader: g.loader(db), LeaseTTL: leaseTTL})
+	race := newRace(t)
+	want := race.db.put("d", "dies")
+	ua := newKS(t, race.a, Config[user]{Loader: race.g.loader(race.db), LeaseTTL: leaseTTL})
 	var bLoads atomic.Int64
-	ub := newKS(t, b, Config[user]{Loader: countingLoader(db, &bLoads), LeaseTTL: leaseTTL, LeaseWait: leaseWait})
+	ub := newKS(t, race.b, Config[user]{Loader: countingLoader(race.db, &bLoads), LeaseTTL: leaseTTL, LeaseWait: leaseWait})
 
 	dying := goGet(context.Background(), ua, "d")
-	g.waitEntered(t)
+	race.g.waitEntered(t)
 	// The holder's process dies: its connections go away (so it cannot
 	// release the lease on its way out), and its loader ends with Close.
-	if err := a.options.Redis.Close(); err != nil {
+	if err := race.a.options.Redis.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Close(); err != nil {
+	if err := race.a.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if r := awaitGet(t, dying); r.err == nil {
 		t.Fatalf("the dead holder's Get returned %+v without error", r.u)
 	}
-	if !leaseHeld(t, raw, "user:d") {
+	if !leaseHeld(t, race.raw, "user:d") {
 		t.Fatal("the lease is gone: the test needs a holder that died holding it")
 	}
 
@@ -382,7 +312,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	}
 	// Once the dead lease expires, B takes a lease of its own and caches.
 	eventually(t, leaseTTL+2*time.Second, "the dead holder's lease expires", func() bool {
-		return !leaseHeld(t, raw, "user:d")
+		return !leaseHeld(t, race.raw, "user:d")
 	})
 	if u := mustGet(t, ub, "d"); u != want {
 		t.Fatalf("B's Get after expiry = %+v", u)
@@ -390,7 +320,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	if s := ub.Stats(); s.LeasesWon != 1 {
 		t.Fatalf("B LeasesWon = %d after the dead lease expired, want 1", s.LeasesWon)
 	}
-	if got, ok := redisUser(t, raw, "user:d"); !ok || got != want {
+	if got, ok := redisUser(t, race.raw, "user:d"); !ok || got != want {
 		t.Fatalf("Redis holds %+v (present %v), want %+v", got, ok, want)
 	}
 }
@@ -398,37 +328,32 @@ func TestLeaseHolderDies(t *testing.T) {
 // A load that outlives its lease is not cached: another process may have
 // loaded (and cached) a newer value in the meantime.
 func TestSlowLoaderLosesLease(t *testing.T) {
-	srv := redistest.Start(t)
-	raw := srv.Client(t)
-	db := newDB()
-	v1 := db.put("s", "v1")
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	g := newGate(t)
-	ua := newKS(t, a, Config[user]{Loader: g.loader(db), LeaseTTL: 100 * time.Millisecond})
-	ub := newKS(t, b, Config[user]{Loader: db.load})
+	race := newRace(t)
+	v1 := race.db.put("s", "v1")
+	ua := newKS(t, race.a, Config[user]{Loader: race.g.loader(race.db), LeaseTTL: 100 * time.Millisecond})
+	ub := newKS(t, race.b, Config[user]{Loader: race.db.load})
 	ctx := ctxT(t)
 
 	slow := goGet(ctx, ua, "s")
-	g.waitEntered(t)
+	race.g.waitEntered(t)
 	eventually(t, 5*time.Second, "A's lease expires while A loads", func() bool {
-		return !leaseHeld(t, raw, "user:s")
+		return !leaseHeld(t, race.raw, "user:s")
 	})
-	v2 := db.put("s", "v2")
+	v2 := race.db.put("s", "v2")
 	if u := mustGet(t, ub, "s"); u != v2 {
 		t.Fatalf("B's Get = %+v, want v2 %+v", u, v2)
 	}
 	if s := ub.Stats(); s.LeasesWon != 1 {
 		t.Fatalf("B LeasesWon = %d, want 1", s.LeasesWon)
 	}
-	g.open()
+	race.g.open()
 	if r := awaitGet(t, slow); r.err != nil || r.u != v1 {
 		t.Fatalf("A's Get = %+v, %v; want v1 %+v", r.u, r.err, v1)
 	}
 	if s := ua.Stats(); s.FillsRefused != 1 {
 		t.Fatalf("A FillsRefused = %d, want 1 (stats %+v)", s.FillsRefused, s)
 	}
-	if u, ok := redisUser(t, raw, "user:s"); !ok || u != v2 {
+	if u, ok := redisUser(t, race.raw, "user:s"); !ok || u != v2 {
 		t.Fatalf("Redis holds %+v (present %v), want B's v2", u, ok)
 	}
 	if u := mustGet(t, ua, "s"); u != v2 {
@@ -437,30 +362,25 @@ func TestSlowLoaderLosesLease(t *testing.T) {
 }
 
 func TestLeaseLoserWaitsForFill(t *testing.T) {
-	srv := redistest.Start(t)
-	db := newDB()
-	want := db.put("w", "from the holder")
-	a := newClient(t, srv)
-	b, blog := newLoggedClient(t, srv)
-	waitReady(t, a, b)
-	g := newGate(t)
-	ua := newKS(t, a, Config[user]{Loader: g.loader(db)})
+	race := newRace(t)
+	want := race.db.put("w", "from the holder")
+	ua := newKS(t, race.a, Config[user]{Loader: race.g.loader(race.db)})
 	var bLoads atomic.Int64
-	ub := newKS(t, b, Config[user]{Loader: countingLoader(db, &bLoads)})
+	ub := newKS(t, race.b, Config[user]{Loader: countingLoader(race.db, &bLoads)})
 	ctx := ctxT(t)
 
 	holder := goGet(ctx, ua, "w")
-	g.waitEntered(t)
-	blog.reset()
+	race.g.waitEntered(t)
+	race.bLog.reset()
 	waiter := goGet(ctx, ub, "w")
 	// Let B find the lease taken and poll it a few times.
 	eventually(t, 5*time.Second, "B polls the lease or loads", func() bool {
-		return blog.scriptCalls() >= 3 || bLoads.Load() > 0
+		return race.bLog.snapshot().scriptCalls() >= 3 || bLoads.Load() > 0
 	})
 	if n := bLoads.Load(); n != 0 {
 		t.Fatalf("B called its loader %d times while the holder was loading", n)
 	}
-	g.open()
+	race.g.open()
 	if r := awaitGet(t, holder); r.err != nil || r.u != want {
 		t.Fatalf("A's Get = %+v, %v", r.u, r.err)
 	}
@@ -479,20 +399,15 @@ func TestLeaseLoserWaitsForFill(t *testing.T) {
 
 func TestLeaseWaitTimeout(t *testing.T) {
 	const leaseWait = 100 * time.Millisecond
-	srv := redistest.Start(t)
-	raw := srv.Client(t)
-	db := newDB()
-	want := db.put("t", "timeout")
-	a, b := newClient(t, srv), newClient(t, srv)
-	waitReady(t, a, b)
-	g := newGate(t)
-	ua := newKS(t, a, Config[user]{Loader: g.loader(db)})
+	race := newRace(t)
+	want := race.db.put("t", "timeout")
+	ua := newKS(t, race.a, Config[user]{Loader: race.g.loader(race.db)})
 	var bLoads atomic.Int64
-	ub := newKS(t, b, Config[user]{Loader: countingLoader(db, &bLoads), LeaseWait: leaseWait})
+	ub := newKS(t, race.b, Config[user]{Loader: countingLoader(race.db, &bLoads), LeaseWait: leaseWait})
 	ctx := ctxT(t)
 
 	holder := goGet(ctx, ua, "t")
-	g.waitEntered(t)
+	race.g.waitEntered(t)
 	start := time.Now()
 	u, err := ub.Get(ctx, "t")
 	took := time.Since(start)
@@ -511,17 +426,17 @@ func TestLeaseWaitTimeout(t *testing.T) {
 		t.Fatalf("B stats %+v, want one timeout and nothing cached locally", s)
 	}
 	// B cached nothing, and the holder's lease still stands.
-	if _, ok := redisUser(t, raw, "user:t"); ok {
+	if _, ok := redisUser(t, race.raw, "user:t"); ok {
 		t.Fatal("B's load after a lease timeout was cached in Redis")
 	}
-	if !leaseHeld(t, raw, "user:t") {
+	if !leaseHeld(t, race.raw, "user:t") {
 		t.Fatal("the holder's lease is gone")
 	}
-	g.open()
+	race.g.open()
 	if r := awaitGet(t, holder); r.err != nil || r.u != want {
 		t.Fatalf("A's Get = %+v, %v", r.u, r.err)
 	}
-	if got, ok := redisUser(t, raw, "user:t"); !ok || got != want {
+	if got, ok := redisUser(t, race.raw, "user:t"); !ok || got != want {
 		t.Fatalf("Redis holds %+v (present %v) after the holder's fill", got, ok)
 	}
 }
@@ -529,7 +444,8 @@ func TestLeaseWaitTimeout(t *testing.T) {
 func TestGetManyTakesLeasesInOneRoundTrip(t *testing.T) {
 	srv := redistest.Start(t)
 	raw := srv.Client(t)
-	c, log := newLoggedClient(t, srv)
+	log := &tripLog{}
+	c := serverBackend(srv).client(t, log)
 	waitReady(t, c)
 	var mu sync.Mutex
 	var calls [][]string
@@ -571,7 +487,7 @@ func TestGetManyTakesLeasesInOneRoundTrip(t *testing.T) {
 			t.Fatalf("GetMany[%s] = %+v", id, m[id])
 		}
 	}
-	trips := log.snapshot()
+	trips := log.snapshot().names()
 	repeat := func(cmd string) []string {
 		out := make([]string, len(ids))
 		for i := range out {
@@ -614,8 +530,7 @@ func TestLoaderErrorReleasesLease(t *testing.T) {
 	t.Run("Get", func(t *testing.T) {
 		srv := redistest.Start(t)
 		raw := srv.Client(t)
-		c := newClient(t, srv)
-		waitReady(t, c)
+		c := readyClient(t, srv)
 		k := newKS(t, c, Config[user]{Loader: func(context.Context, string) (user, error) {
 			return user{}, fmt.Errorf("query: %w", errBoom)
 		}})
@@ -631,28 +546,23 @@ func TestLoaderErrorReleasesLease(t *testing.T) {
 	})
 
 	t.Run("Waiter", func(t *testing.T) {
-		srv := redistest.Start(t)
-		raw := srv.Client(t)
-		db := newDB()
-		want := db.put("e", "after the error")
-		a, b := newClient(t, srv), newClient(t, srv)
-		waitReady(t, a, b)
-		g := newGate(t)
-		failing := g.loader(db)
-		ua := newKS(t, a, Config[user]{Loader: func(ctx context.Context, id string) (user, error) {
+		race := newRace(t)
+		want := race.db.put("e", "after the error")
+		failing := race.g.loader(race.db)
+		ua := newKS(t, race.a, Config[user]{Loader: func(ctx context.Context, id string) (user, error) {
 			if _, err := failing(ctx, id); err != nil {
 				return user{}, err
 			}
 			return user{}, errBoom
 		}})
-		ub := newKS(t, b, Config[user]{Loader: db.load})
+		ub := newKS(t, race.b, Config[user]{Loader: race.db.load})
 		ctx := ctxT(t)
 
 		holder := goGet(ctx, ua, "e")
-		g.waitEntered(t)
+		race.g.waitEntered(t)
 		waiter := goGet(ctx, ub, "e")
 		eventually(t, 5*time.Second, "B finds the lease taken", func() bool { return ub.Stats().LeasesLost == 1 })
-		g.open()
+		race.g.open()
 		if r := awaitGet(t, holder); !errors.Is(r.err, errBoom) {
 			t.Fatalf("A's Get = %+v, %v; want errBoom", r.u, r.err)
 		}
@@ -664,7 +574,7 @@ func TestLoaderErrorReleasesLease(t *testing.T) {
 		if s := ub.Stats(); s.LeasesWon != 1 || s.LeaseTimeouts != 0 {
 			t.Fatalf("B stats %+v, want a won lease and no timeout", s)
 		}
-		if u, ok := redisUser(t, raw, "user:e"); !ok || u != want {
+		if u, ok := redisUser(t, race.raw, "user:e"); !ok || u != want {
 			t.Fatalf("Redis holds %+v (present %v), want B's fill", u, ok)
 		}
 	})
@@ -674,8 +584,7 @@ func TestLoaderErrorReleasesLease(t *testing.T) {
 	t.Run("GetMany", func(t *testing.T) {
 		srv := redistest.Start(t)
 		raw := srv.Client(t)
-		c := newClient(t, srv)
-		waitReady(t, c)
+		c := readyClient(t, srv)
 		k := newKS(t, c, Config[user]{Loader: func(_ context.Context, id string) (user, error) {
 			if strings.HasPrefix(id, "absent") {
 				return user{}, ErrNotFound

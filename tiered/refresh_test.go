@@ -15,7 +15,6 @@ import (
 	"github.com/tiercache/tiercache/internal/clock"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/keys"
-	"github.com/tiercache/tiercache/remote"
 )
 
 // loadCost is what every load of the early-refresh tests costs: enough for
@@ -169,14 +168,9 @@ func refreshIdle(k *Keyspace[user]) bool {
 // freshUntil returns the fresh-until time (Unix ms) of id's value in Redis.
 func freshUntil(t *testing.T, raw *redis.Client, k *Keyspace[user], id string) int64 {
 	t.Helper()
-	key := keys.Key(k.Name(), id)
-	b, err := raw.Get(ctxT(t), key).Bytes()
+	env, err := envelopeAt(ctxT(t), raw, keys.Key(k.Name(), id))
 	if err != nil {
-		t.Fatalf("GET %s: %v", key, err)
-	}
-	env, err := remote.DecodeEnvelope(b)
-	if err != nil {
-		t.Fatalf("envelope at %s: %v", key, err)
+		t.Fatal(err)
 	}
 	return int64(env.FreshUntil)
 }
@@ -355,8 +349,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	const readers = 50
 	srv := redistest.Start(t)
 	raw := srv.Client(t)
-	c := newClient(t, srv)
-	waitReady(t, c)
+	c := readyClient(t, srv)
 	db := newDB()
 	v1 := db.put("r", "v1")
 	g := newGate(t)
@@ -488,8 +481,7 @@ func TestRefreshQueueBoundedAndDropped(t *testing.T) {
 	const ids = 5
 	srv := redistest.Start(t)
 	raw := srv.Client(t)
-	c := newClient(t, srv, func(o *Options) { o.RefreshWorkers, o.RefreshQueue = 1, 1 })
-	waitReady(t, c)
+	c := readyClient(t, srv, func(o *Options) { o.RefreshWorkers, o.RefreshQueue = 1, 1 })
 	db := newDB()
 	g := newGate(t)
 	var n atomic.Int64

@@ -61,6 +61,14 @@ func StartCluster(tb testing.TB, opts ...Options) *Cluster {
 	return startOwned(tb, "cluster state and logs", opts, startCluster)
 }
 
+// StartClusterE is StartCluster without testing.TB, for a cluster that
+// several tests share (one per test binary, closed by TestMain). The caller
+// must Close it. When redis-server or redis-cli is missing the error says
+// how to install it (ErrNotInstalled, ErrCLINotInstalled).
+func StartClusterE(opts Options) (*Cluster, error) {
+	return startCluster(opts)
+}
+
 // group is a set of processes a test owns: a cluster or a sentinel setup.
 type group interface {
 	Close() error
@@ -201,14 +209,9 @@ func (c *Cluster) Node(addr string) *Server {
 // keeps dialling a killed master (go-redis issue #3979). Tests see what
 // users' clients do.
 func (c *Cluster) ClusterOptions() *redis.ClusterOptions {
-	return &redis.ClusterOptions{
-		Addrs:              c.Addrs(),
-		DialTimeout:        time.Second,
-		ReadTimeout:        2 * time.Second,
-		WriteTimeout:       2 * time.Second,
-		DialerRetries:      1,
-		DialerRetryTimeout: 10 * time.Millisecond,
-	}
+	o := clientOptions(c.Addrs()...)
+	o.MaxRetries = 0 // go-redis's default (not -1): the retries described above
+	return o.Cluster()
 }
 
 // Client returns a new cluster client (see ClusterOptions), closed in
@@ -580,17 +583,10 @@ func infoOf(addr string, args ...any) (map[string]string, error) {
 // adminDo sends one command to addr on a connection of its own, bounded by
 // short timeouts, and reports failure as an error (for polling loops).
 func adminDo(addr string, args ...any) (any, error) {
-	c := redis.NewClient(&redis.Options{
-		Addr:               addr,
-		ClientName:         "redistest-admin",
-		PoolSize:           1,
-		DialTimeout:        time.Second,
-		ReadTimeout:        2 * time.Second,
-		WriteTimeout:       2 * time.Second,
-		MaxRetries:         -1,
-		DialerRetries:      1,
-		DialerRetryTimeout: 10 * time.Millisecond,
-	})
+	o := clientOptions(addr).Simple()
+	o.ClientName = "redistest-admin"
+	o.PoolSize = 1
+	c := redis.NewClient(o)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()

@@ -19,6 +19,8 @@
 // --cluster-enabled, redis-cli --cluster create) and StartSentinel one master,
 // one replica and three sentinels; both can kill a master and wait for the
 // failover, so the library's guarantees are tested where users run it.
+// StartClusterE starts a cluster that outlives one test, for tests that
+// share it; its caller must Close it.
 //
 // A missing redis-server (or redis-cli, for a cluster) is a test failure, never a skip: a suite that skips
 // its Redis tests looks green while testing nothing.

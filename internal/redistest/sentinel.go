@@ -215,16 +215,9 @@ func (s *Sentinel) MasterAddr(tb testing.TB) string {
 // FailoverOptions returns options for a failover client of MasterName with
 // the timeouts of RedisOptions (dial 1s, read/write 2s) and no retries.
 func (s *Sentinel) FailoverOptions() *redis.FailoverOptions {
-	return &redis.FailoverOptions{
-		MasterName:         MasterName,
-		SentinelAddrs:      s.SentinelAddrs(),
-		DialTimeout:        time.Second,
-		ReadTimeout:        2 * time.Second,
-		WriteTimeout:       2 * time.Second,
-		MaxRetries:         -1,
-		DialerRetries:      1,
-		DialerRetryTimeout: 10 * time.Millisecond,
-	}
+	o := clientOptions(s.SentinelAddrs()...)
+	o.MasterName = MasterName
+	return o.Failover()
 }
 
 // FailoverClient returns redis.NewFailoverClient(FailoverOptions()), closed

@@ -2,7 +2,6 @@ package redistest
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -281,14 +280,13 @@ func (s *Server) logTail() string {
 	return b.String()
 }
 
-// RedisOptions returns options for a client of this server that surfaces
-// faults instead of hiding them: short timeouts (dial 1s, read/write 2s) and
-// no retries (go-redis spells "none" MaxRetries: -1, since 0 means 3; one
-// dial attempt). Note that after PoolSize failed dials in a row go-redis
-// fails fast and probes the server only once a second.
-func (s *Server) RedisOptions() *redis.Options {
-	return &redis.Options{
-		Addr:               s.Addr,
+// clientOptions are what every go-redis client of this package's servers
+// starts from, whatever its kind: timeouts that surface faults instead of
+// hiding them (dial 1s, read/write 2s), one dial attempt, and no retries
+// (go-redis spells "none" MaxRetries: -1, since 0 means 3).
+func clientOptions(addrs ...string) *redis.UniversalOptions {
+	return &redis.UniversalOptions{
+		Addrs:              addrs,
 		DialTimeout:        time.Second,
 		ReadTimeout:        2 * time.Second,
 		WriteTimeout:       2 * time.Second,
@@ -296,6 +294,15 @@ func (s *Server) RedisOptions() *redis.Options {
 		DialerRetries:      1,
 		DialerRetryTimeout: 10 * time.Millisecond,
 	}
+}
+
+// RedisOptions returns options for a client of this server that surfaces
+// faults instead of hiding them: short timeouts (dial 1s, read/write 2s) and
+// no retries (go-redis spells "none" MaxRetries: -1, since 0 means 3; one
+// dial attempt). Note that after PoolSize failed dials in a row go-redis
+// fails fast and probes the server only once a second.
+func (s *Server) RedisOptions() *redis.Options {
+	return clientOptions(s.Addr).Simple()
 }
 
 // Client returns a new client for the server (see RedisOptions), closed in
@@ -436,16 +443,9 @@ func (s *Server) ConfigSet(tb testing.TB, key, value string) {
 // it neither depends on nor disturbs the test's clients.
 func (s *Server) admin(tb testing.TB, args ...any) any {
 	tb.Helper()
-	opts := s.RedisOptions()
-	opts.ClientName = "redistest-admin"
-	opts.PoolSize = 1
-	c := redis.NewClient(opts)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
-	defer cancel()
-	v, err := c.Do(ctx, args...).Result()
+	v, err := adminDo(s.Addr, args...)
 	if err != nil {
-		tb.Fatalf("redistest: %v on %s: %v", args, s.Addr, err)
+		tb.Fatalf("%v", err)
 	}
 	return v
 }
