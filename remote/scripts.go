@@ -100,14 +100,15 @@ end
 // KEYS[1] version or epoch key, KEYS[2] its incarnation key (epochs only)
 // ARGV[1] incarnation token ("": none), ARGV[2] floor, ARGV[3] channel,
 // ARGV[4] message prefix
+// Returns {version, 1} for a new version (published), {version, 0} else.
 var versionScript = redis.NewScript("#!lua flags=allow-oom\n" + uvarintLua + `
 local cur = tonumber(redis.call('GET', KEYS[1]) or '')
-if cur and (ARGV[1] == '' or redis.call('GET', KEYS[2]) == ARGV[1]) then return cur end
+if cur and (ARGV[1] == '' or redis.call('GET', KEYS[2]) == ARGV[1]) then return {cur, 0} end
 local v = newVersion(cur or 0, tonumber(ARGV[2]))
 redis.call('SET', KEYS[1], string.format('%.0f', v))
 if ARGV[1] ~= '' then redis.call('SET', KEYS[2], ARGV[1]) end
 publish(ARGV[3], ARGV[4], v)
-return v
+return {v, 1}
 `)
 
 // bumpScript advances the version at KEYS[1] and publishes it.

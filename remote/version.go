@@ -30,17 +30,29 @@ type Version struct {
 	Prefix []byte
 }
 
+// VersionRead is what Version found.
+type VersionRead struct {
+	Version uint64
+	Created bool // a new version, published
+}
+
 // Version returns the version at v.Key, creating and publishing a new one
 // when it is absent, unreadable, or (with an incarnation) written under
 // another incarnation of the server's data.
-func (s *Store) Version(ctx context.Context, v Version) (uint64, error) {
-	return guarded(s, ctx, s.opts.ReadTimeout, func(ctx context.Context) (uint64, error) {
+func (s *Store) Version(ctx context.Context, v Version) (VersionRead, error) {
+	return guarded(s, ctx, s.opts.ReadTimeout, func(ctx context.Context) (VersionRead, error) {
 		keys := []string{v.Key}
 		if v.Incarnation != "" {
 			keys = append(keys, v.IncarnationKey)
 		}
-		n, err := versionScript.Run(ctx, s.rdb, keys, v.Incarnation, v.Floor, s.opts.Channel, v.Prefix).Int64()
-		return uint64(n), err
+		r, err := versionScript.Run(ctx, s.rdb, keys, v.Incarnation, v.Floor, s.opts.Channel, v.Prefix).Int64Slice()
+		if err != nil {
+			return VersionRead{}, err
+		}
+		if len(r) != 2 {
+			return VersionRead{}, fmt.Errorf("tiercache: unexpected version reply %v", r)
+		}
+		return VersionRead{Version: uint64(r[0]), Created: r[1] == 1}, nil
 	})
 }
 

@@ -60,9 +60,10 @@ func TestVersionIsCreatedOnceAndPublished(t *testing.T) {
 	key := keys.VersionKey("ns", "g")
 	ver := Version{Key: key, Prefix: bumpPrefix(t, "g")}
 	before := e.serverUs()
-	v, err := e.store.Version(e.ctx, ver)
+	r, err := e.store.Version(e.ctx, ver)
+	v := r.Version
 	after := e.serverUs()
-	if err != nil || v < before || v > after {
+	if err != nil || !r.Created || v < before || v > after {
 		t.Fatalf("new version = %d, %v; want the server's clock in µs, within [%d, %d]", v, err, before, after)
 	}
 	if got := e.get(key); got != strconv.FormatUint(v, 10) {
@@ -70,19 +71,19 @@ func TestVersionIsCreatedOnceAndPublished(t *testing.T) {
 	}
 	checkBumpMessage(t, sub.next(), "g", v) // every process learns it
 	for i := 0; i < 3; i++ {
-		if again, err := e.store.Version(e.ctx, ver); err != nil || again != v {
-			t.Fatalf("Version again = %d, %v; want %d (stable)", again, err, v)
+		if again, err := e.store.Version(e.ctx, ver); err != nil || again.Version != v || again.Created {
+			t.Fatalf("Version again = %+v, %v; want %d (stable)", again, err, v)
 		}
 	}
 	e.set(key, "42", 0)
-	if got, err := e.store.Version(e.ctx, ver); err != nil || got != 42 {
-		t.Fatalf("Version of a preset key = %d, %v; want 42", got, err)
+	if got, err := e.store.Version(e.ctx, ver); err != nil || got.Version != 42 {
+		t.Fatalf("Version of a preset key = %+v, %v; want 42", got, err)
 	}
 	e.set(key, "not a number", 0)
-	if got, err := e.store.Version(e.ctx, ver); err != nil || got <= v {
-		t.Fatalf("Version over garbage = %d, %v; want a new one above %d", got, err, v)
+	if got, err := e.store.Version(e.ctx, ver); err != nil || got.Version <= v {
+		t.Fatalf("Version over garbage = %d, %v; want a new one above %d", got.Version, err, v)
 	} else {
-		checkBumpMessage(t, sub.next(), "g", got)
+		checkBumpMessage(t, sub.next(), "g", got.Version)
 	}
 	sub.expect()
 }
@@ -110,9 +111,9 @@ func TestVersionsNeverRepeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	ver.Floor = highest
-	v, err := e.store.Version(e.ctx, ver)
-	if err != nil || v <= highest {
-		t.Fatalf("Version after the key was lost = %d, %v; want above every version handed out (%d)", v, err, highest)
+	r, err := e.store.Version(e.ctx, ver)
+	if err != nil || r.Version <= highest {
+		t.Fatalf("Version after the key was lost = %d, %v; want above every version handed out (%d)", r.Version, err, highest)
 	}
 }
 
@@ -121,29 +122,31 @@ func TestEpochRenewedUnderAnotherIncarnation(t *testing.T) {
 	sub := e.subscribe()
 	key := keys.EpochKey("ns")
 	epoch := Version{Key: key, IncarnationKey: keys.IncarnationKey(key), Incarnation: "run1/repl1", Prefix: bumpPrefix(t, "")}
-	v1, err := e.store.Version(e.ctx, epoch)
+	r1, err := e.store.Version(e.ctx, epoch)
 	if err != nil {
 		t.Fatal(err)
 	}
+	v1 := r1.Version
 	checkBumpMessage(t, sub.next(), "", v1)
 	if got := e.get(keys.IncarnationKey(key)); got != "run1/repl1" {
 		t.Fatalf("incarnation key = %q", got)
 	}
-	if again, err := e.store.Version(e.ctx, epoch); err != nil || again != v1 {
-		t.Fatalf("same incarnation: epoch %d, %v; want %d", again, err, v1)
+	if again, err := e.store.Version(e.ctx, epoch); err != nil || again.Version != v1 {
+		t.Fatalf("same incarnation: epoch %d, %v; want %d", again.Version, err, v1)
 	}
 	epoch.Incarnation = "run2/repl2" // a restart, a failover
-	v2, err := e.store.Version(e.ctx, epoch)
+	r2, err := e.store.Version(e.ctx, epoch)
+	v2 := r2.Version
 	if err != nil || v2 <= v1 {
 		t.Fatalf("another incarnation: epoch %d, %v; want a new one above %d", v2, err, v1)
 	}
 	checkBumpMessage(t, sub.next(), "", v2)
-	if again, err := e.store.Version(e.ctx, epoch); err != nil || again != v2 {
-		t.Fatalf("the next Client of the new incarnation: epoch %d, %v; want %d", again, err, v2)
+	if again, err := e.store.Version(e.ctx, epoch); err != nil || again.Version != v2 {
+		t.Fatalf("the next Client of the new incarnation: epoch %d, %v; want %d", again.Version, err, v2)
 	}
 	epoch.Incarnation = "" // INFO refused: no check
-	if again, err := e.store.Version(e.ctx, epoch); err != nil || again != v2 {
-		t.Fatalf("without an incarnation: epoch %d, %v; want %d", again, err, v2)
+	if again, err := e.store.Version(e.ctx, epoch); err != nil || again.Version != v2 {
+		t.Fatalf("without an incarnation: epoch %d, %v; want %d", again.Version, err, v2)
 	}
 	sub.expect()
 }
@@ -198,10 +201,11 @@ func TestWritesWhenRedisIsFull(t *testing.T) {
 	e := fullServer(t)
 	sub := e.subscribe()
 	key := keys.VersionKey("ns", "g")
-	v1, err := e.store.Version(e.ctx, Version{Key: key, Prefix: bumpPrefix(t, "g")})
+	r1, err := e.store.Version(e.ctx, Version{Key: key, Prefix: bumpPrefix(t, "g")})
 	if err != nil {
 		t.Fatalf("Version on a full server: %v", err)
 	}
+	v1 := r1.Version
 	checkBumpMessage(t, sub.next(), "g", v1)
 	v2, err := e.store.Bump(e.ctx, Version{Key: key, Floor: v1, Prefix: bumpPrefix(t, "g")})
 	if err != nil || v2 <= v1 {

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/invalidation"
 	"github.com/tiercache/tiercache/keys"
 	"github.com/tiercache/tiercache/remote"
 )
@@ -236,15 +237,46 @@ func (b backend) killSubscriber(t testing.TB, name string) int {
 	return n
 }
 
+// epoch returns the epoch of keyspace ns, creating it as the first Client
+// would (under the server's current incarnation), so that a test can tell
+// where the keyspace's values will live before any Client has read one.
+func (b backend) epoch(t testing.TB, ns string) uint64 {
+	t.Helper()
+	ctx := ctxT(t)
+	// Announced on a channel no Client listens to: the test's Clients count
+	// only each other's messages.
+	s := remote.NewStore(b.raw(t), remote.Options{Channel: "tiercache-test:unheard"})
+	st, err := s.ServerState(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix, err := invalidation.Publisher{}.BumpPrefix(ns, epochGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := keys.EpochKey(ns)
+	r, err := s.Version(ctx, remote.Version{Key: key, IncarnationKey: keys.IncarnationKey(key), Incarnation: st.Incarnation, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Version
+}
+
+// valueKey is where keyspace ns (without groups) keeps id's value.
+func (b backend) valueKey(t testing.TB, ns, id string) string {
+	return keys.ValueKey(ns, b.epoch(t, ns), 0, id)
+}
+
 // spread returns n ids of keyspace ns and how many slots and nodes their
 // keys fall on.
 func spread(t testing.TB, b backend, ns string, n int) (ids []string, slots, nodes int) {
 	s, nd := map[uint16]bool{}, map[string]bool{}
+	epoch := b.epoch(t, ns)
 	for i := 0; i < n; i++ {
 		id := fmt.Sprint(i)
 		ids = append(ids, id)
-		s[remote.Slot(keys.Key(ns, id))] = true
-		nd[b.nodeOf(t, keys.Key(ns, id))] = true
+		s[remote.Slot(keys.ValueKey(ns, epoch, 0, id))] = true
+		nd[b.nodeOf(t, keys.ValueKey(ns, epoch, 0, id))] = true
 	}
 	return ids, len(s), len(nd)
 }
@@ -254,7 +286,8 @@ func spread(t testing.TB, b backend, ns string, n int) (ids []string, slots, nod
 // that reads and writes it crosses nodes.
 func offNode(t testing.TB, b backend, ns, key string) string {
 	id := "0"
-	for i := 1; b.masters > 1 && b.nodeOf(t, keys.Key(ns, id)) == b.nodeOf(t, key); i++ {
+	epoch := b.epoch(t, ns)
+	for i := 1; b.masters > 1 && b.nodeOf(t, keys.ValueKey(ns, epoch, 0, id)) == b.nodeOf(t, key); i++ {
 		id = fmt.Sprint(i)
 	}
 	return id

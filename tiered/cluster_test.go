@@ -34,7 +34,7 @@ func TestDeleteManyOnePipelinePerNode(t *testing.T) {
 		for _, id := range ids {
 			db.put(id, "old")
 			mustGet(t, p.kb, id)
-			batches[b.slotOf(keys.Key("del", id))] = true
+			batches[b.slotOf(keyOf(t, p.ka, id))] = true
 		}
 		ctx := ctxT(t)
 		warm := make([]string, 100) // loads the delete script on every master
@@ -101,9 +101,10 @@ func countKeys(t *testing.T, b backend, ns string, ids []string) int {
 	ctx := ctxT(t)
 	raw := b.raw(t)
 	cmds := make([]*redis.IntCmd, 0, 2*len(ids))
+	epoch := b.epoch(t, ns)
 	_, err := raw.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, id := range ids {
-			k := keys.Key(ns, id)
+			k := keys.ValueKey(ns, epoch, 0, id)
 			cmds = append(cmds, p.Exists(ctx, k), p.Exists(ctx, keys.LeaseKey(k)))
 		}
 		return nil
@@ -328,16 +329,16 @@ func TestClusterFailover(t *testing.T) {
 			for i := 0; len(ids) < 20; i++ {
 				id := fmt.Sprint(i)
 				switch {
-				case b.nodeOf(t, keys.Key("fo", id)) == victim && on < 10:
+				case b.nodeOf(t, b.valueKey(t, "fo", id)) == victim && on < 10:
 					on++
 					ids = append(ids, id)
-				case b.nodeOf(t, keys.Key("fo", id)) != victim && off < 10:
+				case b.nodeOf(t, b.valueKey(t, "fo", id)) != victim && off < 10:
 					off++
 					ids = append(ids, id)
 				}
 			}
 			probe := "0"
-			for i := 0; b.nodeOf(t, keys.Key("fop", probe)) != victim; i++ {
+			for i := 0; b.nodeOf(t, b.valueKey(t, "fop", probe)) != victim; i++ {
 				probe = fmt.Sprint(i)
 			}
 			run := checkFailover(t, b, ids, probe,
@@ -358,11 +359,8 @@ func TestClusterFailover(t *testing.T) {
 func TestClusterFailedWriteIsReplayed(t *testing.T) {
 	waitDialers(t)
 	b := clusterBackend(t, "--cluster-require-full-coverage", "no")
-	id := "0"
-	for i := 0; b.nodeOf(t, keys.Key("rp", id)) == b.nodeOf(t, defaultChannel); i++ {
-		id = fmt.Sprint(i)
-	}
-	victim := b.nodeOf(t, keys.Key("rp", id))
+	id := offNode(t, b, "rp", defaultChannel)
+	victim := b.nodeOf(t, b.valueKey(t, "rp", id))
 	db := newDB()
 	db.put(id, "v1")
 	cfg := Config[user]{Name: "rp", Loader: db.load, LocalTTL: 2 * time.Second}

@@ -40,8 +40,8 @@ func TestReadThroughFillsBothTiers(t *testing.T) {
 		if sb.RedisHits != 1 || sb.Loads != 0 {
 			t.Fatalf("stats of the peer: %+v", sb)
 		}
-		// The value sits in Redis under "user:42" in a valid envelope.
-		env, err := envelopeAt(ctxT(t), b.raw(t), "user:42")
+		// The value sits in Redis under its key in a valid envelope.
+		env, err := envelopeAt(ctxT(t), b.raw(t), keyOf(t, p.ka, "42"))
 		if err != nil || !strings.Contains(string(env.Payload), `"ada"`) {
 			t.Fatalf("payload %q: %v", env.Payload, err)
 		}
@@ -76,8 +76,11 @@ func TestCacheAsideWithoutLoader(t *testing.T) {
 			_, err := p.kb.Get(ctx, "1")
 			return errors.Is(err, ErrNotFound)
 		})
-		if n, err := b.raw(t).Exists(ctx, "user:1", keys.LeaseKey("user:1")).Result(); err != nil || n != 0 {
-			t.Fatalf("user:1 or its lease still in Redis after Delete: EXISTS = %d, %v", n, err)
+		if key := keyOf(t, p.ka, "1"); func() bool {
+			n, err := b.raw(t).Exists(ctx, key, keys.LeaseKey(key)).Result()
+			return err != nil || n != 0
+		}() {
+			t.Fatalf("%s or its lease still in Redis after Delete", key)
 		}
 	})
 }
@@ -100,7 +103,7 @@ func TestNegativeCaching(t *testing.T) {
 	if s := remembered.Stats(); s.NegativeHits != 2 {
 		t.Fatalf("NegativeHits = %d, want 2", s.NegativeHits)
 	}
-	ttl, _ := srv.Client(t).PTTL(ctx, "neg:nobody").Result()
+	ttl, _ := srv.Client(t).PTTL(ctx, valueKey(t, srv.Client(t), "neg", "nobody")).Result()
 	if ttl <= 0 || ttl > time.Minute {
 		t.Fatalf("negative entry PTTL = %v, want (0, 1m]", ttl)
 	}
@@ -178,7 +181,7 @@ func TestCorruptBytesInRedisAreAMiss(t *testing.T) {
 	want := 0
 	for name, b := range cases {
 		want++
-		if err := raw.Set(ctx, "user:1", b, 0).Err(); err != nil {
+		if err := raw.Set(ctx, keyOf(t, k, "1"), b, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 		c.flushSpaces(false)
@@ -190,14 +193,14 @@ func TestCorruptBytesInRedisAreAMiss(t *testing.T) {
 			t.Fatalf("%s: Corrupt = %d, want %d", name, s.Corrupt, want)
 		}
 		// The next fill overwrote the bad bytes with a valid envelope.
-		b2, _ := raw.Get(ctx, "user:1").Bytes()
+		b2, _ := raw.Get(ctx, keyOf(t, k, "1")).Bytes()
 		if _, err := remote.DecodeEnvelope(b2); err != nil {
 			t.Fatalf("%s: Redis still holds bad bytes: %v", name, err)
 		}
 	}
 	// Without a loader a corrupt value is simply absent.
 	k2 := newKS(t, c, Config[user]{Name: "bare"})
-	_ = raw.Set(ctx, "bare:1", "garbage", 0)
+	_ = raw.Set(ctx, keyOf(t, k2, "1"), "garbage", 0)
 	if _, err := k2.Get(ctx, "1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("corrupt value without loader: %v, want ErrNotFound", err)
 	}
@@ -426,7 +429,7 @@ func TestTTLAndJitter(t *testing.T) {
 		if err := k.Set(ctx, id, user{}); err != nil {
 			t.Fatal(err)
 		}
-		ttl, _ := raw.PTTL(ctx, "user:"+id).Result()
+		ttl, _ := raw.PTTL(ctx, keyOf(t, k, id)).Result()
 		if ttl < 9*time.Second || ttl > 15*time.Second {
 			t.Fatalf("PTTL = %v, want within [10s, 15s]", ttl)
 		}
@@ -493,7 +496,7 @@ func TestRawCodecs(t *testing.T) {
 	if err != nil || s != "héllo" {
 		t.Fatalf("string round trip = %q, %v", s, err)
 	}
-	env, err := envelopeAt(ctx, srv.Client(t), "str:s")
+	env, err := envelopeAt(ctx, srv.Client(t), valueKey(t, srv.Client(t), "str", "s"))
 	if err != nil || string(env.Payload) != "héllo" {
 		t.Fatalf("string stored as %q (%v), want raw bytes", env.Payload, err)
 	}
@@ -513,7 +516,7 @@ func TestBadValuesAreRefusedBeforeTheNetwork(t *testing.T) {
 	if err := wk.Set(ctx, "w", weird{C: make(chan int)}); err == nil || !strings.Contains(err.Error(), "codec") {
 		t.Fatalf("unencodable Set: %v", err)
 	}
-	if n, _ := srv.Client(t).Exists(ctx, "user:big", "weird:w").Result(); n != 0 {
+	if n, _ := srv.Client(t).Exists(ctx, keyOf(t, small, "big"), keyOf(t, wk, "w")).Result(); n != 0 {
 		t.Fatal("refused values reached Redis")
 	}
 }

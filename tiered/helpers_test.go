@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/keys"
 	"github.com/tiercache/tiercache/remote"
 )
 
@@ -366,3 +367,25 @@ func (ts trips) scriptCalls() int {
 }
 
 var errBoom = errors.New("boom")
+
+// keyOf is the Redis key k keeps id's value under now.
+func keyOf[V any](t testing.TB, k *Keyspace[V], id string) string {
+	t.Helper()
+	key, _, err := k.keyOf(ctxT(t), id)
+	if err != nil {
+		t.Fatalf("key of %q in %s: %v", id, k.Name(), err)
+	}
+	return key
+}
+
+// valueKey is the Redis key of id in keyspace ns (without groups), read
+// with raw: the keyspace's epoch must exist (any read of the keyspace
+// creates it).
+func valueKey(t testing.TB, raw redis.UniversalClient, ns, id string) string {
+	t.Helper()
+	v, err := raw.Get(ctxT(t), keys.EpochKey(ns)).Uint64()
+	if err != nil {
+		t.Fatalf("epoch of %s: %v", ns, err)
+	}
+	return keys.ValueKey(ns, v, 0, id)
+}

@@ -119,12 +119,15 @@ func (k *Keyspace[V]) readVersion(ctx context.Context, v remote.Version, group s
 		return 0, err
 	}
 	v.Prefix, v.Floor = prefix, k.client.server.highest.Load()
-	n, err := k.client.store.Version(ctx, v)
+	r, err := k.client.store.Version(ctx, v)
 	if err != nil {
 		return 0, err
 	}
-	k.client.sawVersion(n)
-	return n, nil
+	if r.Created {
+		k.client.sent.Add(1)
+	}
+	k.client.sawVersion(r.Version)
+	return r.Version, nil
 }
 
 // epoch is the keyspace's epoch as this process knows it.

@@ -231,7 +231,7 @@ func TestStaleWriteBackRefused(t *testing.T) {
 
 			got := goGet(ctx, ub, "7")
 			race.g.waitEntered(t) // B holds the lease and has read v1
-			if !leaseHeld(t, race.raw, "user:7") {
+			if !leaseHeld(t, race.raw, valueKey(t, race.raw, "user", "7")) {
 				t.Fatal("B loads without holding the lease")
 			}
 			v2 := race.db.put("7", "v2")
@@ -249,7 +249,7 @@ func TestStaleWriteBackRefused(t *testing.T) {
 			if r.err != nil || r.u != v1 {
 				t.Fatalf("B's Get = %+v, %v; want v1 %+v (true when it was read)", r.u, r.err, v1)
 			}
-			if u, ok := redisUser(t, race.raw, "user:7"); ok && u != v2 {
+			if u, ok := redisUser(t, race.raw, valueKey(t, race.raw, "user", "7")); ok && u != v2 {
 				t.Fatalf("Redis holds %+v after the %s of v2: a stale write-back", u, write)
 			}
 			if s := ub.Stats(); s.FillsRefused != 1 {
@@ -261,7 +261,7 @@ func TestStaleWriteBackRefused(t *testing.T) {
 			if u := mustGet(t, ua, "7"); u != v2 {
 				t.Fatalf("A's next Get = %+v, want v2 %+v", u, v2)
 			}
-			if u, ok := redisUser(t, race.raw, "user:7"); !ok || u != v2 {
+			if u, ok := redisUser(t, race.raw, valueKey(t, race.raw, "user", "7")); !ok || u != v2 {
 				t.Fatalf("Redis holds %+v (present %v), want v2", u, ok)
 			}
 		})
@@ -291,7 +291,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	if r := awaitGet(t, dying); r.err == nil {
 		t.Fatalf("the dead holder's Get returned %+v without error", r.u)
 	}
-	if !leaseHeld(t, race.raw, "user:d") {
+	if !leaseHeld(t, race.raw, valueKey(t, race.raw, "user", "d")) {
 		t.Fatal("the lease is gone: the test needs a holder that died holding it")
 	}
 
@@ -312,7 +312,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	}
 	// Once the dead lease expires, B takes a lease of its own and caches.
 	eventually(t, leaseTTL+2*time.Second, "the dead holder's lease expires", func() bool {
-		return !leaseHeld(t, race.raw, "user:d")
+		return !leaseHeld(t, race.raw, valueKey(t, race.raw, "user", "d"))
 	})
 	if u := mustGet(t, ub, "d"); u != want {
 		t.Fatalf("B's Get after expiry = %+v", u)
@@ -320,7 +320,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	if s := ub.Stats(); s.LeasesWon != 1 {
 		t.Fatalf("B LeasesWon = %d after the dead lease expired, want 1", s.LeasesWon)
 	}
-	if got, ok := redisUser(t, race.raw, "user:d"); !ok || got != want {
+	if got, ok := redisUser(t, race.raw, valueKey(t, race.raw, "user", "d")); !ok || got != want {
 		t.Fatalf("Redis holds %+v (present %v), want %+v", got, ok, want)
 	}
 }
@@ -337,7 +337,7 @@ func TestSlowLoaderLosesLease(t *testing.T) {
 	slow := goGet(ctx, ua, "s")
 	race.g.waitEntered(t)
 	eventually(t, 5*time.Second, "A's lease expires while A loads", func() bool {
-		return !leaseHeld(t, race.raw, "user:s")
+		return !leaseHeld(t, race.raw, valueKey(t, race.raw, "user", "s"))
 	})
 	v2 := race.db.put("s", "v2")
 	if u := mustGet(t, ub, "s"); u != v2 {
@@ -353,7 +353,7 @@ func TestSlowLoaderLosesLease(t *testing.T) {
 	if s := ua.Stats(); s.FillsRefused != 1 {
 		t.Fatalf("A FillsRefused = %d, want 1 (stats %+v)", s.FillsRefused, s)
 	}
-	if u, ok := redisUser(t, race.raw, "user:s"); !ok || u != v2 {
+	if u, ok := redisUser(t, race.raw, valueKey(t, race.raw, "user", "s")); !ok || u != v2 {
 		t.Fatalf("Redis holds %+v (present %v), want B's v2", u, ok)
 	}
 	if u := mustGet(t, ua, "s"); u != v2 {
@@ -426,17 +426,17 @@ func TestLeaseWaitTimeout(t *testing.T) {
 		t.Fatalf("B stats %+v, want one timeout and nothing cached locally", s)
 	}
 	// B cached nothing, and the holder's lease still stands.
-	if _, ok := redisUser(t, race.raw, "user:t"); ok {
+	if _, ok := redisUser(t, race.raw, valueKey(t, race.raw, "user", "t")); ok {
 		t.Fatal("B's load after a lease timeout was cached in Redis")
 	}
-	if !leaseHeld(t, race.raw, "user:t") {
+	if !leaseHeld(t, race.raw, valueKey(t, race.raw, "user", "t")) {
 		t.Fatal("the holder's lease is gone")
 	}
 	race.g.open()
 	if r := awaitGet(t, holder); r.err != nil || r.u != want {
 		t.Fatalf("A's Get = %+v, %v", r.u, r.err)
 	}
-	if got, ok := redisUser(t, race.raw, "user:t"); !ok || got != want {
+	if got, ok := redisUser(t, race.raw, valueKey(t, race.raw, "user", "t")); !ok || got != want {
 		t.Fatalf("Redis holds %+v (present %v) after the holder's fill", got, ok)
 	}
 }
@@ -513,7 +513,7 @@ func TestGetManyTakesLeasesInOneRoundTrip(t *testing.T) {
 		t.Fatalf("BatchLoader calls = %v, want one with all 10 ids", calls)
 	}
 	for _, id := range ids {
-		key := "user:" + id
+		key := valueKey(t, raw, "user", id)
 		if u, ok := redisUser(t, raw, key); !ok || u.ID != id {
 			t.Fatalf("Redis %s = %+v (present %v)", key, u, ok)
 		}
@@ -537,7 +537,7 @@ func TestLoaderErrorReleasesLease(t *testing.T) {
 		if _, err := k.Get(ctxT(t), "e"); !errors.Is(err, errBoom) {
 			t.Fatalf("Get = %v, want errBoom", err)
 		}
-		if leaseHeld(t, raw, "user:e") {
+		if leaseHeld(t, raw, valueKey(t, raw, "user", "e")) {
 			t.Fatal("the failed holder's lease is still in Redis")
 		}
 		if s := k.Stats(); s.LeasesWon != 1 || s.LoadErrors != 1 {
@@ -574,7 +574,7 @@ func TestLoaderErrorReleasesLease(t *testing.T) {
 		if s := ub.Stats(); s.LeasesWon != 1 || s.LeaseTimeouts != 0 {
 			t.Fatalf("B stats %+v, want a won lease and no timeout", s)
 		}
-		if u, ok := redisUser(t, race.raw, "user:e"); !ok || u != want {
+		if u, ok := redisUser(t, race.raw, valueKey(t, race.raw, "user", "e")); !ok || u != want {
 			t.Fatalf("Redis holds %+v (present %v), want B's fill", u, ok)
 		}
 	})
@@ -598,7 +598,7 @@ func TestLoaderErrorReleasesLease(t *testing.T) {
 			t.Fatalf("GetMany of absent ids = %v, %v", m, err)
 		}
 		for _, id := range []string{"e1", "e2", "absent", "absent2"} {
-			if leaseHeld(t, raw, "user:"+id) {
+			if leaseHeld(t, raw, valueKey(t, raw, "user", id)) {
 				t.Errorf("GetMany left the lease of %q in Redis after its load failed or found nothing", id)
 			}
 		}

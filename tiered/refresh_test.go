@@ -14,7 +14,6 @@ import (
 
 	"github.com/tiercache/tiercache/internal/clock"
 	"github.com/tiercache/tiercache/internal/redistest"
-	"github.com/tiercache/tiercache/keys"
 )
 
 // loadCost is what every load of the early-refresh tests costs: enough for
@@ -168,7 +167,7 @@ func refreshIdle(k *Keyspace[user]) bool {
 // freshUntil returns the fresh-until time (Unix ms) of id's value in Redis.
 func freshUntil(t *testing.T, raw *redis.Client, k *Keyspace[user], id string) int64 {
 	t.Helper()
-	env, err := envelopeAt(ctxT(t), raw, keys.Key(k.Name(), id))
+	env, err := envelopeAt(ctxT(t), raw, keyOf(t, k, id))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +227,7 @@ func TestEarlyRefreshFiresUnderLease(t *testing.T) {
 		t.Fatal("A's hit did not draw")
 	}
 	g.waitEntered(t)
-	if !leaseHeld(t, raw, "user:x") {
+	if !leaseHeld(t, raw, valueKey(t, raw, "user", "x")) {
 		t.Fatal("the early refresh loads without holding the lease")
 	}
 	// Another process's early refresh finds the lease taken and loads
@@ -249,10 +248,10 @@ func TestEarlyRefreshFiresUnderLease(t *testing.T) {
 	if s := ua.Stats(); s.EarlyRefreshes != 1 || s.Loads != 2 || s.FillsRefused != 0 {
 		t.Fatalf("A stats %+v, want one early refresh, 2 loads and no refused fill", s)
 	}
-	if u, ok := redisUser(t, raw, "user:x"); !ok || u != v2 {
+	if u, ok := redisUser(t, raw, valueKey(t, raw, "user", "x")); !ok || u != v2 {
 		t.Fatalf("Redis holds %+v (present %v) after the refresh, want %+v", u, ok, v2)
 	}
-	if leaseHeld(t, raw, "user:x") {
+	if leaseHeld(t, raw, valueKey(t, raw, "user", "x")) {
 		t.Fatal("the refresh left its lease behind")
 	}
 	if u, ok := peekLocal(ua, "x"); !ok || u != v2 {
@@ -326,7 +325,7 @@ func TestEarlyRefreshStaleWriteBack(t *testing.T) {
 	})
 	g.open()
 	eventually(t, waitFor, "A's refresh ends", func() bool { return refreshIdle(ua) })
-	if u, ok := redisUser(t, raw, "user:x"); ok {
+	if u, ok := redisUser(t, raw, valueKey(t, raw, "user", "x")); ok {
 		t.Fatalf("Redis holds %+v after the Delete: a stale write-back", u)
 	}
 	for name, k := range map[string]*Keyspace[user]{"A": ua, "B": ub} {
@@ -399,7 +398,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 		}
 	}
 	g.waitEntered(t)
-	if !leaseHeld(t, raw, "user:r") {
+	if !leaseHeld(t, raw, valueKey(t, raw, "user", "r")) {
 		t.Fatal("the revalidation loads without holding the lease")
 	}
 	if s := k.Stats(); s.StaleServed == 0 || s.Revalidations != 0 {
@@ -411,7 +410,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	if u := mustGet(t, k, "r"); u != v2 {
 		t.Fatalf("Get after the revalidation = %+v, want %+v", u, v2)
 	}
-	if u, ok := redisUser(t, raw, "user:r"); !ok || u != v2 {
+	if u, ok := redisUser(t, raw, valueKey(t, raw, "user", "r")); !ok || u != v2 {
 		t.Fatalf("Redis holds %+v (present %v), want %+v", u, ok, v2)
 	}
 	if s := k.Stats(); s.Loads != 2 || s.Revalidations != 1 || g.calls.Load() != 1 {
