@@ -24,6 +24,7 @@ import (
 type serverView struct {
 	mu          sync.Mutex
 	incarnation string // "" until learnt, and again after each subscription
+	seen        string // the last incarnation learnt, kept across subscriptions
 	unreadable  bool   // INFO is refused (ACL): rewinds cannot be detected
 	offset      atomic.Int64
 	highest     atomic.Uint64 // the largest version or epoch seen: new ones are larger
@@ -89,14 +90,27 @@ func (c *Client) learnServer(ctx context.Context) (remote.ServerState, error) {
 		}
 		return remote.ServerState{}, nil
 	}
+	c.observeServer(st)
+	return st, nil
+}
+
+// observeServer records what the server said: its clock offset, and its
+// incarnation, counting and logging a change from the last one seen. It
+// reports whether the current incarnation changed (a known one replaced).
+func (c *Client) observeServer(st remote.ServerState) (changed bool) {
 	mid := st.Sent.Add(st.Received.Sub(st.Sent) / 2)
 	c.server.offset.Store(int64(st.Time.Sub(mid)))
 	c.server.mu.Lock()
-	if c.server.incarnation == "" {
-		c.server.incarnation = st.Incarnation
-	}
+	seen := c.server.seen
+	changed = c.server.incarnation != "" && c.server.incarnation != st.Incarnation
+	c.server.incarnation, c.server.seen = st.Incarnation, st.Incarnation
 	c.server.mu.Unlock()
-	return st, nil
+	if seen != "" && seen != st.Incarnation {
+		c.rewinds.Add(1)
+		c.log.Warn("Redis restarted or failed over: its data may be older than what was written; renewing every keyspace's epoch",
+			zap.String("was", seen), zap.String("now", st.Incarnation))
+	}
+	return changed
 }
 
 // forgetIncarnation makes the next epoch read learn the incarnation anew:
@@ -130,30 +144,13 @@ func (c *Client) watchServer() {
 func (c *Client) checkServer() {
 	ctx, cancel := context.WithTimeout(c.ctx, c.options.ReadTimeout)
 	defer cancel()
-	c.server.mu.Lock()
-	known := c.server.incarnation
-	c.server.mu.Unlock()
 	st, err := c.store.ServerState(ctx)
 	if err != nil {
 		return // a failing Redis is the breaker's business
 	}
-	mid := st.Sent.Add(st.Received.Sub(st.Sent) / 2)
-	c.server.offset.Store(int64(st.Time.Sub(mid)))
-	if known == "" || st.Incarnation == known {
-		c.server.mu.Lock()
-		if c.server.incarnation == "" {
-			c.server.incarnation = st.Incarnation
-		}
-		c.server.mu.Unlock()
-		return
+	if c.observeServer(st) {
+		c.renewEpochs(ctx)
 	}
-	c.server.mu.Lock()
-	c.server.incarnation = st.Incarnation
-	c.server.mu.Unlock()
-	c.rewinds.Add(1)
-	c.log.Warn("Redis restarted or failed over: its data may be older than what was written; renewing every keyspace's epoch",
-		zap.String("was", known), zap.String("now", st.Incarnation))
-	c.renewEpochs(ctx)
 }
 
 // renewEpochs makes every keyspace read its epoch again, under the current
