@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -86,7 +87,7 @@ func (l *Limiter) Allow(ctx context.Context, key string, limit Limit) (Result, e
 func (l *Limiter) AllowN(ctx context.Context, key string, limit Limit, n int) (Result, error) {
 	req, err := l.request(ctx, key, limit, n)
 	if err != nil {
-		return Result{}, fmt.Errorf("ratelimit: allow %q: %w", key, err)
+		return Result{}, opError("allow", key, err)
 	}
 	v, err := l.call(ctx, func(ctx context.Context) (any, error) {
 		return algorithms[req.limit.Algorithm].script.Run(ctx, l.rdb, []string{req.redisKey}, scriptArgs(req)...).Result()
@@ -104,7 +105,7 @@ func (l *Limiter) AllowN(ctx context.Context, key string, limit Limit, n int) (R
 	case unavailable(err):
 		return l.degraded(req), nil
 	default:
-		return Result{}, fmt.Errorf("ratelimit: allow %q (%v): %w", key, req.limit, err)
+		return Result{}, opError("allow", key, fmt.Errorf("%v: %w", req.limit, err))
 	}
 }
 
@@ -116,7 +117,7 @@ func (l *Limiter) AllowN(ctx context.Context, key string, limit Limit, n int) (R
 func (l *Limiter) Reset(ctx context.Context, key string, limit Limit) error {
 	req, err := l.request(ctx, key, limit, 0)
 	if err != nil {
-		return fmt.Errorf("ratelimit: reset %q: %w", key, err)
+		return opError("reset", key, err)
 	}
 	if l.local != nil {
 		l.local.forget(req.redisKey)
@@ -125,9 +126,18 @@ func (l *Limiter) Reset(ctx context.Context, key string, limit Limit) error {
 		return l.rdb.Del(ctx, req.redisKey).Result()
 	})
 	if err != nil {
-		return fmt.Errorf("ratelimit: reset %q: %w", key, err)
+		return opError("reset", key, err)
 	}
 	return nil
+}
+
+// opError names the operation and the key in err. An invalid key is named
+// by err already, shortened if it is long.
+func opError(op, key string, err error) error {
+	if errors.Is(err, ErrInvalidKey) {
+		return fmt.Errorf("ratelimit: %s: %w", op, err)
+	}
+	return fmt.Errorf("ratelimit: %s %q: %w", op, key, err)
 }
 
 // request checks one call's input and builds its request. Nothing is sent
