@@ -255,3 +255,39 @@ func TestSlidingWindowAnyWindow(t *testing.T) {
 		t.Logf("%d allowed in %v at %d per %v", len(allowed), runFor, rate, period)
 	})
 }
+
+// TestSlidingWindowTrim seeds a log with live and expired entries and
+// checks that one call drops exactly the expired ones, through each path:
+// none, a few (one LINDEX each), many (binary search), all of them.
+func TestSlidingWindowTrim(t *testing.T) {
+	forBackends(t, func(t *testing.T, b backend) {
+		rdb := b.client(t)
+		lim := newLimiter(rdb)
+		const rate = 200
+		limit := Limit{Rate: rate, Period: time.Minute, Algorithm: SlidingWindow}
+		for _, tc := range []struct{ live, expired int }{
+			{0, 0}, {5, 0}, {5, 1}, {5, 3}, {5, 4}, {5, 5}, {5, 17}, {0, 1}, {0, 4}, {0, 9}, {150, 49}, {199, 1},
+		} {
+			key := testKey(t)
+			rk := redisKey("rltest", key, SlidingWindow)
+			now := redisNow(t, rdb, key).UnixMicro()
+			var log []any // newest first
+			for i := 0; i < tc.live; i++ {
+				log = append(log, now-int64(i)*1000)
+			}
+			for i := 0; i < tc.expired; i++ {
+				log = append(log, now-int64(time.Minute/time.Microsecond)-int64(i)*1000)
+			}
+			if len(log) > 0 {
+				if err := rdb.RPush(ctxT(t), rk, log...).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := mustAllow(t, lim, key, limit, 1)
+			if n := rdb.LLen(ctxT(t), rk).Val(); !r.Allowed || r.Remaining != rate-tc.live-1 || n != int64(tc.live+1) {
+				t.Fatalf("%d live and %d expired entries: %+v, %d entries left; want allowed, Remaining %d, %d entries",
+					tc.live, tc.expired, r, n, rate-tc.live-1, tc.live+1)
+			}
+		}
+	})
+}

@@ -74,25 +74,37 @@ return {1, rate - count, 0, reset}
 `
 
 // slidingBody keeps a log: a list of admission times, newest first, one
-// entry per admitted request. The window is (now-period, now]; entries at
-// or before its start are dropped from the tail, 64 at a time. A request
-// of n fits while count+n <= rate; if it does not, it will once the entry
-// at index rate-n (newest first) has left the window. The key expires one
-// period after its newest entry, when the log would be empty.
+// entry per admitted request. The window is (now-period, now]; the entries
+// at or before its start are at the tail: up to 4 are found one LINDEX
+// each (the usual case: about as many leave as arrive), more by binary
+// search, and all are trimmed with one LTRIM (or DEL: LTRIM 0 -1 keeps
+// everything). A request of n fits while
+// count+n <= rate; if it does not, it will once the entry at index rate-n
+// (newest first) has left the window. The key expires one period after its
+// newest entry, when the log would be empty.
 const slidingBody = `
 local key = KEYS[1]
 local cutoff = now - period
-while true do
-  local tail = redis.call('LRANGE', key, -64, -1)
-  local k = 0
-  for i = #tail, 1, -1 do
-    if tonumber(tail[i]) > cutoff then break end
-    k = k + 1
-  end
-  if k > 0 then redis.call('LTRIM', key, 0, -k - 1) end
-  if k < 64 then break end
-end
 local count = redis.call('LLEN', key)
+local live, walked, walk = count, 0, 4
+while live > 0 and walked < walk and tonumber(redis.call('LINDEX', key, live - 1)) <= cutoff do
+  live = live - 1
+  walked = walked + 1
+end
+if walked == walk then
+  local lo, hi = 0, live
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if tonumber(redis.call('LINDEX', key, mid)) <= cutoff then hi = mid else lo = mid + 1 end
+  end
+  live = lo
+end
+if live == 0 and count > 0 then
+  redis.call('DEL', key)
+elseif live < count then
+  redis.call('LTRIM', key, 0, live - 1)
+end
+count = live
 if count > rate then
   redis.call('LTRIM', key, 0, rate - 1)
   count = rate
