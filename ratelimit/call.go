@@ -60,18 +60,6 @@ func detached(ctx context.Context, f func(context.Context) (any, error)) (any, e
 	}
 }
 
-// honoursDeadlines reports whether rdb's own socket timeouts follow
-// context deadlines (go-redis's ContextTimeoutEnabled).
-func honoursDeadlines(rdb redis.UniversalClient) bool {
-	switch c := rdb.(type) {
-	case *redis.Client:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		return c.Options().ContextTimeoutEnabled
-	}
-	return false
-}
-
 // isFailure reports whether err is a sign that Redis is unavailable, as the
 // cache tells it (remote.IsFailure: network errors, timeouts, LOADING,
 // CLUSTERDOWN, MASTERDOWN, READONLY, ...), or that it is out of memory and

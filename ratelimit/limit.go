@@ -27,17 +27,17 @@ const (
 	SlidingWindow
 )
 
+var algorithmNames = [...]string{GCRA: "GCRA", FixedWindow: "FixedWindow", SlidingWindow: "SlidingWindow"}
+
 // String returns "GCRA", "FixedWindow" or "SlidingWindow".
-func (a Algorithm) String() string {
-	switch a {
-	case GCRA:
-		return "GCRA"
-	case FixedWindow:
-		return "FixedWindow"
-	case SlidingWindow:
-		return "SlidingWindow"
+func (a Algorithm) String() string { return enumName(algorithmNames[:], "Algorithm", int(a)) }
+
+// enumName returns names[v], or "<typ>(<v>)" for a value without a name.
+func enumName(names []string, typ string, v int) string {
+	if v >= 0 && v < len(names) {
+		return names[v]
 	}
-	return "Algorithm(" + strconv.Itoa(int(a)) + ")"
+	return typ + "(" + strconv.Itoa(v) + ")"
 }
 
 // Limit is what a key may do. The zero Algorithm is GCRA.
@@ -121,7 +121,7 @@ func (l Limit) normalized() (Limit, error) {
 		l.Burst = l.Rate
 	}
 	switch {
-	case l.Algorithm < GCRA || l.Algorithm > SlidingWindow:
+	case l.Algorithm < 0 || int(l.Algorithm) >= len(algorithmNames):
 		return l, fmt.Errorf("%w: unknown %v", ErrInvalidLimit, l.Algorithm)
 	case l.Rate <= 0 || l.Rate > maxCount:
 		return l, fmt.Errorf("%w: Rate %d is not in 1..2^40", ErrInvalidLimit, l.Rate)

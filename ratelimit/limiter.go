@@ -12,6 +12,7 @@ import (
 
 	"github.com/tiercache/tiercache/internal/breaker"
 	"github.com/tiercache/tiercache/keys"
+	"github.com/tiercache/tiercache/remote"
 )
 
 // Limiter decides whether requests may go ahead, against limits shared by
@@ -52,7 +53,7 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 	if err == nil && rdb == nil {
 		err = fmt.Errorf("%w: nil Redis client", ErrInvalidOptions)
 	}
-	l := &Limiter{rdb: rdb, opts: opts, invalid: err, ctxDeadlines: honoursDeadlines(rdb)}
+	l := &Limiter{rdb: rdb, opts: opts, invalid: err, ctxDeadlines: remote.NewStore(rdb, nil).HonoursDeadlines()}
 	l.log = opts.Logger.Named("ratelimit")
 	l.warn = l.log.WithOptions(zap.WrapCore(func(core zapcore.Core) zapcore.Core {
 		return zapcore.NewSamplerWithOptions(core, time.Second, 1, 0)

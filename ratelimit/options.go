@@ -3,7 +3,6 @@ package ratelimit
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,11 +15,14 @@ import (
 type FailureMode int
 
 const (
-	// FailLocal enforces each limit in this process alone, in memory, with
-	// the same algorithm: one process never exceeds a limit, and N
-	// processes together allow at most N times it. The local state also
-	// remembers what Redis allowed this process before the outage, so the
-	// switch gives no fresh budget. The default.
+	// FailLocal enforces each limit in this process alone, in memory
+	// (SlidingWindow in tenths of Period: it may deny up to a tenth of a
+	// Period early, never allows more): one process never exceeds a
+	// limit, and N processes together allow at most N times it. The local
+	// state also counts what Redis allowed this process before the
+	// outage, so the switch gives no fresh budget. It holds at most 65,536
+	// keys (a few hundred bytes each), dropping first those whose state is
+	// back to fresh. The default.
 	FailLocal FailureMode = iota
 	// FailOpen allows every request.
 	FailOpen
@@ -28,18 +30,10 @@ const (
 	FailClosed
 )
 
+var failureModeNames = [...]string{FailLocal: "FailLocal", FailOpen: "FailOpen", FailClosed: "FailClosed"}
+
 // String returns "FailLocal", "FailOpen" or "FailClosed".
-func (m FailureMode) String() string {
-	switch m {
-	case FailLocal:
-		return "FailLocal"
-	case FailOpen:
-		return "FailOpen"
-	case FailClosed:
-		return "FailClosed"
-	}
-	return "FailureMode(" + strconv.Itoa(int(m)) + ")"
-}
+func (m FailureMode) String() string { return enumName(failureModeNames[:], "FailureMode", int(m)) }
 
 // Options configures a Limiter. The zero value is usable: every field has a
 // default.
@@ -93,7 +87,7 @@ func (o Options) withDefaults() (Options, error) {
 	if err := keys.Validate(o.Prefix); err != nil {
 		return o, fmt.Errorf("%w: Prefix: %w", ErrInvalidOptions, err)
 	}
-	if o.OnError < FailLocal || o.OnError > FailClosed {
+	if o.OnError < 0 || int(o.OnError) >= len(failureModeNames) {
 		return o, fmt.Errorf("%w: unknown OnError %v", ErrInvalidOptions, o.OnError)
 	}
 	return o, nil
