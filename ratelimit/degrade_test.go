@@ -84,6 +84,13 @@ func TestRedisDown(t *testing.T) {
 			if n := logged(logs, zap.WarnLevel, "circuit breaker open"); n != 1 {
 				t.Fatalf("%d warnings that the breaker opened, want 1", n)
 			}
+			// Reset cannot reach Redis and says so, but clears the local state.
+			if err := lim.Reset(context.Background(), key, limits[0]); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("Reset with the breaker open = %v, want ErrUnavailable", err)
+			}
+			if res := timedDegraded(t, lim, key, limits[0], 500*time.Millisecond); res.Allowed != tc.want[0] {
+				t.Fatalf("after Reset: %+v, want allowed=%v", res, tc.want[0])
+			}
 			srv.Restart(t)
 			deadline := time.Now().Add(10 * time.Second)
 			for {
@@ -136,6 +143,19 @@ func TestRedisPaused(t *testing.T) {
 			}
 			t.Logf("20 calls in %v while Redis was paused", time.Since(start))
 		})
+	}
+}
+
+// TestRedisOutOfMemory: a Redis that refuses writes (OOM, maxmemory with
+// noeviction) cannot limit: its error replies degrade like an outage.
+func TestRedisOutOfMemory(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.ConfigSet(t, "maxmemory-policy", "noeviction")
+	srv.ConfigSet(t, "maxmemory", "1")
+	lim := New(srv.Client(t), Options{})
+	res := timedDegraded(t, lim, testKey(t), PerSecond(5), 500*time.Millisecond)
+	if !res.Allowed || res.Remaining != 4 {
+		t.Fatalf("Allow with Redis out of memory = %+v, want allowed by the local state", res)
 	}
 }
 
