@@ -116,7 +116,7 @@ func TestRedisDown(t *testing.T) {
 // TestRedisPaused: a server that accepts commands but answers none (CLIENT
 // PAUSE) holds no call past the bound, also on a client that ignores
 // context deadlines (it would wait its 2s ReadTimeout), and once the
-// breaker opens calls no longer wait at all.
+// breaker opens calls stop going to Redis (a hook counts them).
 func TestRedisPaused(t *testing.T) {
 	for _, honours := range []bool{true, false} {
 		name := map[bool]string{true: "ContextTimeoutEnabled", false: "deadlines ignored"}[honours]
@@ -126,22 +126,27 @@ func TestRedisPaused(t *testing.T) {
 			opts.ContextTimeoutEnabled = honours
 			rdb := redis.NewClient(opts)
 			t.Cleanup(func() { _ = rdb.Close() })
+			hook := &commandCounter{}
+			rdb.AddHook(hook)
 			lim := New(rdb, Options{})
 			key := testKey(t)
 			limit := PerMinute(100)
 			mustAllow(t, lim, key, limit, 1)
 			srv.Pause(t, 5*time.Second)
+			sent := hook.scripts.Load()
 			start := time.Now()
 			for i := 0; i < 20; i++ {
-				bound := defaultCallTimeout + 400*time.Millisecond // slack for a busy machine
-				if i >= breakerFailures {
-					bound = 50 * time.Millisecond // the breaker is open: no network
-				}
-				if res := timedDegraded(t, lim, key, limit, bound); !res.Allowed {
+				// The bound plus slack for a busy machine, well under ReadTimeout.
+				if res := timedDegraded(t, lim, key, limit, defaultCallTimeout+400*time.Millisecond); !res.Allowed {
 					t.Fatalf("call %d: %+v, want allowed by the local state", i, res)
 				}
 			}
-			t.Logf("20 calls in %v while Redis was paused", time.Since(start))
+			took := time.Since(start)
+			// One more may be the breaker's probe, if a second has passed.
+			if n := hook.scripts.Load() - sent; n < breakerFailures || n > breakerFailures+int64(took/breakerOpenFor) {
+				t.Fatalf("%d of 20 calls went to the paused Redis in %v, want %d (then the breaker is open)", n, took, breakerFailures)
+			}
+			t.Logf("20 calls in %v while Redis was paused", took)
 		})
 	}
 }

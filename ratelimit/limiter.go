@@ -17,7 +17,8 @@ import (
 
 // Limiter decides whether requests may go ahead, against limits shared by
 // every process that uses the same Redis. It is safe for concurrent use,
-// starts no goroutine and needs no Close; the caller owns the Redis client.
+// runs nothing in the background and needs no Close; the caller owns the
+// Redis client.
 type Limiter struct {
 	rdb          redis.UniversalClient
 	opts         Options

@@ -177,10 +177,10 @@ func redisNow(t testing.TB, rdb redis.UniversalClient, key string) time.Time {
 	return now
 }
 
-// commandCounter is a go-redis hook that counts dials and commands: a
-// proof that a call never reached Redis.
+// commandCounter is a go-redis hook that counts dials, commands and, of
+// those, script calls: a proof that a call never reached Redis.
 type commandCounter struct {
-	dials, commands atomic.Int64
+	dials, commands, scripts atomic.Int64
 }
 
 func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook {
@@ -193,6 +193,9 @@ func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook {
 func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		c.commands.Add(1)
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			c.scripts.Add(1)
+		}
 		return next(ctx, cmd)
 	}
 }
