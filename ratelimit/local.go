@@ -22,18 +22,17 @@ const (
 )
 
 // localState is one key's state under one algorithm. take decides a
-// request of n at now (ns since the epoch); force counts it even if it
-// does not fit (Redis allowed it). until is when the state becomes
-// equivalent to a fresh one.
+// request of n at now; force counts it even if it does not fit (Redis
+// allowed it). until is when the state becomes equivalent to a fresh one.
 type localState interface {
-	take(now int64, l Limit, n int, force bool) Result
-	until() int64
+	take(now instant, l Limit, n int, force bool) Result
+	until() instant
 }
 
 type localStore struct {
 	seed       maphash.Seed
 	origin     time.Time // read with its monotonic clock
-	originWall int64     // origin in ns since the epoch
+	originWall instant   // origin on the wall clock
 	perShard   int
 	shards     [localShards]localShard
 }
@@ -45,7 +44,7 @@ type localShard struct {
 
 func newLocalStore(maxKeys int) *localStore {
 	s := &localStore{seed: maphash.MakeSeed(), origin: time.Now()}
-	s.originWall = s.origin.UnixNano()
+	s.originWall = instant(s.origin.UnixNano())
 	s.perShard = max(maxKeys/localShards, 1)
 	for i := range s.shards {
 		s.shards[i].states = make(map[string]localState)
@@ -53,11 +52,11 @@ func newLocalStore(maxKeys int) *localStore {
 	return s
 }
 
-// now is ns since the epoch, advancing with the monotonic clock: windows
-// align with Redis's (as far as the clocks agree) and a step of the wall
-// clock moves no local limit.
-func (s *localStore) now() int64 {
-	return s.originWall + int64(time.Since(s.origin))
+// now reads the local clock: the wall clock at the store's start,
+// advanced by the monotonic clock since. Windows align with Redis's (as
+// far as the clocks agree) and a step of the wall clock moves no limit.
+func (s *localStore) now() instant {
+	return s.originWall.add(time.Since(s.origin))
 }
 
 func (s *localStore) shard(redisKey string) *localShard {
@@ -65,7 +64,7 @@ func (s *localStore) shard(redisKey string) *localShard {
 }
 
 // take decides req at now in the local state (see localState.take).
-func (s *localStore) take(req request, now int64, force bool) Result {
+func (s *localStore) take(req request, now instant, force bool) Result {
 	sh := s.shard(req.redisKey)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -106,9 +105,10 @@ func (s *localStore) len() int {
 // evict makes room for one key: it drops the sampled keys that are back to
 // fresh, or else the sampled key closest to fresh. Map iteration starts at
 // a random place, so the sample is random. sh.mu must be held.
-func (sh *localShard) evict(now int64) {
+func (sh *localShard) evict(now instant) {
 	var oldest string
-	oldestUntil, seen, dropped := int64(0), 0, 0
+	var oldestUntil instant
+	seen, dropped := 0, 0
 	for k, st := range sh.states {
 		switch u := st.until(); {
 		case u <= now:
