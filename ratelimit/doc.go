@@ -36,8 +36,8 @@
 //     member per entry and takes a third of the memory at Rate 100), one
 //     entry of 10 to 12 bytes per request admitted in the last Period,
 //     trimmed with a few LINDEX and one LTRIM per call. (Exact as long as
-//     Redis's clock does not step back; if it does, the log may hold an
-//     entry out of order for a while.) Memory grows with Rate: 1,176
+//     Redis's clock does not step back; if it does, entries out of order
+//     may leave the log early or late.) Memory grows with Rate: 1,176
 //     bytes per key that used all of Rate 100 (MEMORY USAGE), 10,432 at
 //     Rate 1000; GCRA and FixedWindow take 72 and 88 bytes.
 //

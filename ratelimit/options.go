@@ -46,9 +46,11 @@ type Options struct {
 	// OnError is what the limiter decides while Redis cannot be asked.
 	// Default FailLocal.
 	OnError FailureMode
-	// Logger receives the circuit breaker's transitions (once each) and
-	// warnings about failed Redis calls (at most one per message per
-	// second). Default: no logging.
+	// Logger receives the circuit breaker's transitions (Warn when it
+	// opens, Info when it closes, once each), warnings about failed Redis
+	// calls (at most one per message per second) and, from New, one Info
+	// when the client ignores context deadlines. Nothing per request.
+	// Default: no logging.
 	Logger *zap.Logger
 
 	// Set by this package's tests only.
