@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tiercache/tiercache/internal/redistest"
-	"github.com/tiercache/tiercache/keys"
+	"github.com/tiercache/tiercache/remote"
 )
 
 // Redis down, slow or failing over: Allow answers within the call bound,
@@ -159,7 +159,7 @@ func TestClusterMasterDown(t *testing.T) {
 	key := testKey(t)
 	limit := Limit{Rate: 5, Period: time.Hour, Algorithm: SlidingWindow}
 	mustAllow(t, lim, key, limit, 1)
-	c.KillMaster(t, c.NodeForSlot(t, int(keys.Slot(redisKey(defaultPrefix, key, SlidingWindow)))))
+	c.KillMaster(t, c.NodeForSlot(t, int(remote.Slot(redisKey(defaultPrefix, key, SlidingWindow)))))
 	for i := 0; i < 10; i++ {
 		timedDegraded(t, lim, key, limit, defaultCallTimeout+400*time.Millisecond)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/internal/breaker"
-	"github.com/tiercache/tiercache/keys"
+	"github.com/tiercache/tiercache/remote"
 )
 
 var allAlgorithms = []Algorithm{GCRA, FixedWindow, SlidingWindow}
@@ -41,7 +41,7 @@ func TestKeysExpireAndShareASlot(t *testing.T) {
 			if ttl <= 0 || ttl > maxTTL {
 				t.Fatalf("%v: PTTL of %q = %v, want a positive expiry of at most the state's life", a, rk, ttl)
 			}
-			if keys.Slot(rk) != keys.Slot(key) {
+			if remote.Slot(rk) != remote.Slot(key) {
 				t.Fatalf("%v: %q is not in the slot of %q", a, rk, key)
 			}
 		}

@@ -20,14 +20,14 @@ import (
 // runs nothing in the background and needs no Close; the caller owns the
 // Redis client.
 type Limiter struct {
-	rdb          redis.UniversalClient
-	opts         Options
-	invalid      error // from bad Options: every call returns it
-	ctxDeadlines bool  // rdb enforces context deadlines by itself
-	br           *breaker.Breaker
-	local        *localStore // nil unless OnError is FailLocal
-	log          *zap.Logger
-	warn         *zap.Logger // log, at most one entry per message per second
+	rdb     redis.UniversalClient
+	store   *remote.Store // rdb under the breaker: how each call goes out
+	opts    Options
+	invalid error // from bad Options: every call returns it
+	br      *breaker.Breaker
+	local   *localStore // nil unless OnError is FailLocal
+	log     *zap.Logger
+	warn    *zap.Logger // log, at most one entry per message per second
 }
 
 // request is one call, checked: it travels from validation to Redis and,
@@ -54,16 +54,17 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 	if err == nil && rdb == nil {
 		err = fmt.Errorf("%w: nil Redis client", ErrInvalidOptions)
 	}
-	l := &Limiter{rdb: rdb, opts: opts, invalid: err, ctxDeadlines: remote.NewStore(rdb, nil).HonoursDeadlines()}
+	l := &Limiter{rdb: rdb, opts: opts, invalid: err}
 	l.log = opts.Logger.Named("ratelimit")
 	l.warn = l.log.WithOptions(zap.WrapCore(func(core zapcore.Core) zapcore.Core {
 		return zapcore.NewSamplerWithOptions(core, time.Second, 1, 0)
 	}))
 	l.br = l.newBreaker()
+	l.store = remote.NewStore(rdb, remote.Options{Guard: l.br})
 	if opts.OnError == FailLocal {
 		l.local = newLocalStore(opts.localKeys)
 	}
-	if err == nil && !l.ctxDeadlines {
+	if err == nil && !l.store.HonoursDeadlines() {
 		l.log.Info("the go-redis client ignores context deadlines (ContextTimeoutEnabled is off): " +
 			"each rate-limit call runs on a goroutine of its own to stay bounded; enable it for the fastest path")
 	}

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tiercache/tiercache/keys"
+	"github.com/tiercache/tiercache/remote"
 )
 
 // FailureMode is what a Limiter decides while Redis cannot be asked (down,
@@ -113,6 +114,7 @@ var (
 	// bad Options (nil client, bad Prefix, unknown OnError).
 	ErrInvalidOptions = errors.New("ratelimit: invalid options")
 	// ErrUnavailable is returned by Reset while the circuit breaker keeps
-	// calls from going to Redis.
-	ErrUnavailable = errors.New("ratelimit: Redis unavailable (circuit breaker open)")
+	// calls from going to Redis. It is the same error as the cache's
+	// (remote.ErrUnavailable).
+	ErrUnavailable = remote.ErrUnavailable
 )
