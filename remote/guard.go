@@ -65,6 +65,14 @@ func reloadTopology(rdb redis.UniversalClient) {
 	}
 }
 
+// Do runs f, a Redis call of the caller's own (a script the Store does not
+// know), as the Store runs its own calls: under the Guard, bounded by
+// timeout also on clients that ignore context deadlines, and with a
+// Cluster client's slot map reloaded after a failure (see guarded).
+func (s *Store) Do(ctx context.Context, timeout time.Duration, f func(context.Context) (any, error)) (any, error) {
+	return guarded(s, ctx, timeout, f)
+}
+
 func guardedErr(s *Store, ctx context.Context, timeout time.Duration, f func(context.Context) error) error {
 	_, err := guarded(s, ctx, timeout, func(ctx context.Context) (struct{}, error) { return struct{}{}, f(ctx) })
 	return err
