@@ -1,9 +1,32 @@
 package remote
 
-import "github.com/redis/go-redis/v9"
+import (
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // allScripts is every script, for LoadScripts.
-var allScripts = []*redis.Script{setScript, delScript, fillScript, versionScript, bumpScript, getOrLeaseScript, releaseScript}
+var allScripts = []*redis.Script{setScript, delScript, fillScript, versionScript.flagged, bumpScript.flagged, getOrLeaseScript, releaseScript}
+
+// flaggedScript is a script with Redis 7 flags (a "#!lua flags=..." first
+// line) and the same script without them, for servers that do not know
+// script flags (Redis 6, miniredis): there the flags' guarantee is lost
+// (allow-oom: a bump under maxmemory with noeviction fails and is retried
+// instead), the rest holds.
+type flaggedScript struct {
+	flagged, legacy *redis.Script
+}
+
+func newFlaggedScript(flags, body string) flaggedScript {
+	return flaggedScript{flagged: redis.NewScript("#!lua flags=" + flags + "\n" + body), legacy: redis.NewScript(body)}
+}
+
+// isFlagsRefused reports whether err is a server refusing a script's
+// "#!lua" first line.
+func isFlagsRefused(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "Error compiling script") && strings.Contains(err.Error(), "#")
+}
 
 // Every script touches only keys that share one hash slot: a value key and
 // its lease key ("{<value key>}:lease", see keys.LeaseKey), or one version
@@ -101,7 +124,7 @@ end
 // ARGV[1] incarnation token ("": none), ARGV[2] floor, ARGV[3] channel,
 // ARGV[4] message prefix
 // Returns {version, 1} for a new version (published), {version, 0} else.
-var versionScript = redis.NewScript("#!lua flags=allow-oom\n" + uvarintLua + `
+var versionScript = newFlaggedScript("allow-oom", uvarintLua+`
 local cur = tonumber(redis.call('GET', KEYS[1]) or '')
 if cur and (ARGV[1] == '' or redis.call('GET', KEYS[2]) == ARGV[1]) then return {cur, 0} end
 local v = newVersion(cur or 0, tonumber(ARGV[2]))
@@ -115,7 +138,7 @@ return {v, 1}
 //
 // KEYS[1] version or epoch key
 // ARGV[1] floor, ARGV[2] channel, ARGV[3] message prefix
-var bumpScript = redis.NewScript("#!lua flags=allow-oom\n" + uvarintLua + `
+var bumpScript = newFlaggedScript("allow-oom", uvarintLua+`
 local v = newVersion(tonumber(redis.call('GET', KEYS[1]) or '') or 0, tonumber(ARGV[1]))
 redis.call('SET', KEYS[1], string.format('%.0f', v))
 publish(ARGV[2], ARGV[3], v)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -16,8 +17,9 @@ import (
 type Store struct {
 	rdb          redis.UniversalClient
 	opts         Options
-	ctxDeadlines bool // rdb honours context deadlines by itself
-	cluster      bool // rdb spreads keys over hash slots
+	ctxDeadlines bool        // rdb honours context deadlines by itself
+	cluster      bool        // rdb spreads keys over hash slots
+	noFlags      atomic.Bool // the server refuses script flags (see flaggedScript)
 }
 
 // Options configures a Store.
@@ -206,7 +208,7 @@ func (s *Store) Publish(ctx context.Context, msg []byte) error {
 // refused with NOSCRIPT and an EVAL.
 func (s *Store) LoadScripts(ctx context.Context) error {
 	for _, sc := range allScripts {
-		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil && !isFlagsRefused(err) {
 			return err
 		}
 	}

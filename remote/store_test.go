@@ -40,7 +40,7 @@ func newEnv(t *testing.T) *env {
 	// Loaded up front, as on a long-running server: a fresh server knows no
 	// script, and the first pipelined EVALSHA of each would fall back to EVAL,
 	// which TestScriptsSurviveFlush checks on its own.
-	for _, s := range []*redis.Script{setScript, delScript, fillScript, versionScript, bumpScript, getOrLeaseScript, releaseScript} {
+	for _, s := range allScripts {
 		if err := s.Load(ctx, rdb).Err(); err != nil {
 			t.Fatalf("SCRIPT LOAD: %v", err)
 		}

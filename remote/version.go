@@ -45,7 +45,7 @@ func (s *Store) Version(ctx context.Context, v Version) (VersionRead, error) {
 		if v.Incarnation != "" {
 			keys = append(keys, v.IncarnationKey)
 		}
-		r, err := versionScript.Run(ctx, s.rdb, keys, v.Incarnation, v.Floor, s.opts.Channel, v.Prefix).Int64Slice()
+		r, err := s.runFlagged(ctx, versionScript, keys, v.Incarnation, v.Floor, s.opts.Channel, v.Prefix).Int64Slice()
 		if err != nil {
 			return VersionRead{}, err
 		}
@@ -60,9 +60,22 @@ func (s *Store) Version(ctx context.Context, v Version) (VersionRead, error) {
 // and publishes it, atomically. It returns the new version.
 func (s *Store) Bump(ctx context.Context, v Version) (uint64, error) {
 	return guarded(s, ctx, s.opts.WriteTimeout, func(ctx context.Context) (uint64, error) {
-		n, err := bumpScript.Run(ctx, s.rdb, []string{v.Key}, v.Floor, s.opts.Channel, v.Prefix).Int64()
+		n, err := s.runFlagged(ctx, bumpScript, []string{v.Key}, v.Floor, s.opts.Channel, v.Prefix).Int64()
 		return uint64(n), err
 	})
+}
+
+// runFlagged runs a flagged script, or its legacy form once the server has
+// refused script flags.
+func (s *Store) runFlagged(ctx context.Context, sc flaggedScript, keys []string, args ...interface{}) *redis.Cmd {
+	if !s.noFlags.Load() {
+		cmd := sc.flagged.Run(ctx, s.rdb, keys, args...)
+		if !isFlagsRefused(cmd.Err()) {
+			return cmd
+		}
+		s.noFlags.Store(true)
+	}
+	return sc.legacy.Run(ctx, s.rdb, keys, args...)
 }
 
 // ServerState is what a Client learns of the server in one round trip: the

@@ -5,7 +5,6 @@ package tiered
 // no value an acknowledged write replaced comes back.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -217,8 +216,11 @@ func TestServerCheckRenewsEpochs(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := keyOf(t, k, "a")
-	// What a failover elsewhere looks like from here: the incarnation moves
-	// while the bus stays up.
+	// What a failover elsewhere looks like from here: the data was written
+	// under an incarnation the server no longer has, and the bus stays up.
+	if err := srv.Client(t).Set(ctx, keys.IncarnationKey(keys.EpochKey("user")), "an/older", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
 	c.server.mu.Lock()
 	c.server.incarnation, c.server.seen = "an/older", "an/older"
 	c.server.mu.Unlock()
@@ -265,6 +267,3 @@ func TestIdsNeverShareAKey(t *testing.T) {
 		}
 	}
 }
-
-// keysWithin lists what Redis holds for the ids of k (for failures).
-var _ = context.Background
