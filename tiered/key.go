@@ -25,11 +25,14 @@ const epochGroup = ""
 // keyOf returns where id's value lives in Redis, and the group version the
 // key was built with (0 without groups).
 func (k *Keyspace[V]) keyOf(ctx context.Context, id string) (string, uint64, error) {
-	m := miss[V]{id: id}
-	if err := k.resolveKeys(ctx, []*miss[V]{&m}); err != nil {
-		return "", 0, err
-	}
-	return m.key, m.version, nil
+	m, err := k.resolve(ctx, id)
+	return m.key, m.version, err
+}
+
+// resolve is resolveKeys for one id.
+func (k *Keyspace[V]) resolve(ctx context.Context, id string) (*miss[V], error) {
+	m := &miss[V]{id: id}
+	return m, k.resolveKeys(ctx, []*miss[V]{m})
 }
 
 // resolveKeys sets the Redis key and group version of every miss in ms,
@@ -55,6 +58,7 @@ func (k *Keyspace[V]) resolveKeys(ctx context.Context, ms []*miss[V]) error {
 			}
 			m.version = v
 		}
+		m.epoch = ep
 		m.key = keys.ValueKey(k.config.Name, ep, m.version, m.id)
 	}
 	return nil
@@ -81,6 +85,7 @@ func (k *Keyspace[V]) currentEpoch(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	k.epoch.fill(v, gen)
+	k.learntEpoch(v)
 	return v, nil
 }
 
@@ -108,6 +113,7 @@ func (k *Keyspace[V]) groupVersion(ctx context.Context, group string) (uint64, e
 		return 0, err
 	}
 	k.versions.fill(group, v, k.client.clock.Precise().Add(k.config.LocalTTL), gen)
+	k.learntVersion(group, v)
 	return v, nil
 }
 

@@ -25,6 +25,7 @@ type Keyspace[V any] struct {
 	versions   versions            // current group versions (key.go)
 	epoch      epoch               // the keyspace's epoch (key.go)
 	refreshing sync.Map            // ids with a background refresh queued or running (refresh.go)
+	recent     recentWrites        // this process's last writes (repair.go)
 	counters   counters            // what Stats reports (stats.go)
 }
 

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/invalidation"
 	"github.com/tiercache/tiercache/keys"
 )
 
@@ -265,5 +267,47 @@ func TestIdsNeverShareAKey(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A write made with an epoch that was renewed elsewhere a moment before (the
+// writer had not heard of it yet) went where no reader looks, while a reader
+// had filled the new key from the source as it was before the write. The
+// writer repairs it when it hears of the new epoch.
+func TestWriteWithAnOutdatedEpochIsRepaired(t *testing.T) {
+	srv := redistest.Start(t)
+	raw := srv.Client(t)
+	db := newDB()
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release)
+	a := readyClient(t, srv, withHooks(&testHooks{onMessage: func(m *invalidation.Message) {
+		if m.Kind == invalidation.KindBump {
+			<-hold // A hears of the new epoch only when the test says
+		}
+	}}))
+	b := readyClient(t, srv)
+	cfg := Config[user]{Loader: db.load, LocalTTL: time.Hour}
+	ka, kb := newKS(t, a, cfg), newKS(t, b, cfg)
+	ctx := ctxT(t)
+	db.put("x", "v1")
+	mustGet(t, ka, "x")
+	mustGet(t, kb, "x")
+	if err := raw.Del(ctx, keys.EpochKey("user")).Err(); err != nil { // evicted
+		t.Fatal(err)
+	}
+	kb.flush(true)
+	if u := mustGet(t, kb, "x"); u.Name != "v1" { // B re-creates the epoch and fills v1 under it
+		t.Fatalf("B = %+v", u)
+	}
+	u2 := db.put("x", "v2")
+	if err := ka.Set(ctx, "x", u2); err != nil { // with the old epoch: A has not heard
+		t.Fatal(err)
+	}
+	release()
+	eventually(t, 5*time.Second, "B serves the write", func() bool { return mustGet(t, kb, "x").Name == "v2" })
+	if s := ka.Stats(); s.WritesRepaired != 1 {
+		t.Fatalf("WritesRepaired = %d, want 1", s.WritesRepaired)
 	}
 }

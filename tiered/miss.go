@@ -29,6 +29,7 @@ type miss[V any] struct {
 	hash    uint64
 	gen     uint64     // the local shard's generation before Redis was read: an invalidation since voids the local fill
 	key     string     // the Redis key (epoch and group version applied), once resolved
+	epoch   uint64     // the keyspace epoch key was built with
 	version uint64     // the group version key was built with (0 without groups)
 	stale   *loaded[V] // served if loading fails (StaleIfError), or nil
 	held    []byte     // the stale bytes left in Redis while another process holds the lease

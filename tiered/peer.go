@@ -109,12 +109,17 @@ func (k *Keyspace[V]) evict(ids []string) {
 func (k *Keyspace[V]) raiseVersions(groups []string, vers []uint64) {
 	expire := k.client.clock.Precise().Add(k.config.LocalTTL)
 	for i, g := range groups {
+		k.client.sawVersion(vers[i])
 		if g == epochGroup {
 			k.epoch.raise(vers[i])
 			k.flush(false)
+			k.learntEpoch(vers[i])
 			continue
 		}
 		k.versions.raise(g, vers[i], expire)
+		if k.config.Group != nil {
+			k.learntVersion(g, vers[i])
+		}
 	}
 }
 

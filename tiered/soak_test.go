@@ -28,8 +28,9 @@ import (
 // The chaos soak. Several Clients, each with its own connections, two of
 // them in child processes of the test binary, run a random Get / Set /
 // Delete / InvalidateGroup workload on 50 ids in 5 groups while a fault
-// injector kills and restarts the cache's redis-server, kills the
-// subscriber connections, pauses Redis and slows the loaders; a few calls
+// injector kills and restarts the cache's redis-server, restarts it from an
+// older snapshot, evicts keys (metadata among them) under memory pressure,
+// kills the subscriber connections, pauses Redis and slows the loaders; a few calls
 // come from impatient callers whose deadline passes mid-call
 // (-soak.impatient). A checker then counts what the README promises never
 // happens:
@@ -944,11 +945,13 @@ func (c *soakChild) expect(t *testing.T, prefix string, within time.Duration) st
 
 // soakFaults counts the faults injected and keeps their timeline.
 type soakFaults struct {
-	kills, restarts, subkills, pauses, slowloads int
-	log                                          []string
+	kills, restarts, subkills, pauses, slowloads, rewinds, evictions int
+	log                                                              []string
 }
 
-func (f *soakFaults) total() int { return f.kills + f.restarts + f.subkills + f.pauses + f.slowloads }
+func (f *soakFaults) total() int {
+	return f.kills + f.restarts + f.subkills + f.pauses + f.slowloads + f.rewinds + f.evictions
+}
 
 // inject runs faults on a schedule until end, in the test goroutine (the
 // redistest helpers may call t.Fatal). The first four faults are one of
@@ -956,7 +959,7 @@ func (f *soakFaults) total() int { return f.kills + f.restarts + f.subkills + f.
 // every restart is done and the last fault has time to be recovered from
 // before the checks.
 func (f *soakFaults) inject(t *testing.T, cache *redistest.Server, db *redis.Client, rng *rand.Rand, start, end time.Time) {
-	kinds := []string{"kill", "subkill", "pause", "slowload"}
+	kinds := []string{"kill", "subkill", "pause", "slowload", "rewind", "evict"}
 	rel := func() string { return time.Since(start).Round(time.Millisecond).String() }
 	next := start.Add(time.Second)
 	for i := 0; !next.Add(1500 * time.Millisecond).After(end); i++ {
@@ -983,6 +986,20 @@ func (f *soakFaults) inject(t *testing.T, cache *redistest.Server, db *redis.Cli
 			cache.Pause(t, 300*time.Millisecond)
 			f.pauses++
 			f.log = append(f.log, fmt.Sprintf("+%s CLIENT PAUSE 300ms", rel()))
+		case "rewind":
+			// A restart from an older snapshot: the writes of the last
+			// moments are lost, their replaced values come back.
+			cache.Save(t)
+			_ = wait(context.Background(), time.Duration(300+rng.Intn(400))*time.Millisecond)
+			cache.RestartFromSnapshot(t)
+			f.rewinds++
+			f.log = append(f.log, fmt.Sprintf("+%s restarted from the snapshot of a moment before", rel()))
+		case "evict":
+			// Memory pressure with an allkeys policy: values and metadata
+			// (versions, epochs) go alike, the evictor choosing at random.
+			n := f.evict(t, cache, rng)
+			f.evictions++
+			f.log = append(f.log, fmt.Sprintf("+%s memory pressure: %d keys evicted, metadata among them", rel(), n))
 		case "slowload":
 			d := time.Duration(1000+rng.Intn(1000)) * time.Millisecond
 			if err := db.Set(context.Background(), soakSlowKey, "1", d).Err(); err != nil {
@@ -994,6 +1011,37 @@ func (f *soakFaults) inject(t *testing.T, cache *redistest.Server, db *redis.Cli
 		next = next.Add(time.Duration(1200+rng.Intn(600)) * time.Millisecond)
 	}
 	_ = wait(context.Background(), time.Until(end))
+}
+
+// evict puts the cache server under memory pressure for a moment, with
+// maxmemory-policy allkeys-random, and evicts the metadata keys (group
+// versions, epochs) that the pressure would in time, so that every run loses
+// some; it returns how many keys went.
+func (f *soakFaults) evict(t *testing.T, cache *redistest.Server, rng *rand.Rand) int {
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: cache.Addr})
+	defer c.Close()
+	before, _ := c.DBSize(ctx).Result()
+	var used int64
+	if info, err := c.Info(ctx, "memory").Result(); err == nil {
+		for _, line := range strings.Split(info, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+				used, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+	}
+	cache.ConfigSet(t, "maxmemory-policy", "allkeys-random")
+	cache.ConfigSet(t, "maxmemory", strconv.FormatInt(used-used/20, 10))
+	meta, _ := c.Keys(ctx, "{*}").Result()
+	rng.Shuffle(len(meta), func(i, j int) { meta[i], meta[j] = meta[j], meta[i] })
+	if len(meta) > 0 {
+		_ = c.Del(ctx, meta[:1+rng.Intn(len(meta))]...).Err()
+	}
+	_ = wait(ctx, 300*time.Millisecond)
+	cache.ConfigSet(t, "maxmemory", "0")
+	cache.ConfigSet(t, "maxmemory-policy", "noeviction")
+	after, _ := c.DBSize(ctx).Result()
+	return int(max(before-after, 0))
 }
 
 // TestSoak is the chaos soak described at the top of this file. It runs
@@ -1093,9 +1141,9 @@ func TestSoak(t *testing.T) {
 	}
 
 	// One summary line; the bracket shows that the faults bit.
-	t.Logf("soak: ops=%d reads=%d writes=%d faults=%d (kills=%d restarts=%d subkills=%d pauses=%d slowloads=%d) stale=%d errors=%d lost=%d leaked=%d duration=%v ops/s=%.0f "+
+	t.Logf("soak: ops=%d reads=%d writes=%d faults=%d (kills=%d restarts=%d subkills=%d pauses=%d slowloads=%d rewinds=%d evictions=%d) stale=%d errors=%d lost=%d leaked=%d duration=%v ops/s=%.0f "+
 		"[writes failed %d, unsettled clients %d, gets given up %d, group bumps %d, loads %d, fills refused %d, loader direct %d, breaker opens %d, resubscriptions %d, replayed %d]",
-		total.Ops, total.Reads, total.Writes, faults.total(), faults.kills, faults.restarts, faults.subkills, faults.pauses, faults.slowloads,
+		total.Ops, total.Reads, total.Writes, faults.total(), faults.kills, faults.restarts, faults.subkills, faults.pauses, faults.slowloads, faults.rewinds, faults.evictions,
 		total.Stale, total.Errors, total.Lost, total.Leaked, took.Round(time.Millisecond), float64(total.Ops)/took.Seconds(),
 		total.WriteFails, total.Unsettled, total.Cancelled, total.Groups, total.Loads, total.FillsRefused, total.LoaderDirect, total.BreakerOpens, total.Resubs, total.Replayed)
 	if total.Stale+total.Errors+total.Lost+total.Leaked+total.Unsettled > 0 {
@@ -1119,7 +1167,7 @@ func TestSoak(t *testing.T) {
 	if total.Leaked != 0 {
 		t.Errorf("%d goroutines leaked after Close", total.Leaked)
 	}
-	if faults.kills == 0 || faults.restarts == 0 || faults.subkills == 0 || faults.pauses == 0 || faults.slowloads == 0 {
+	if faults.kills == 0 || faults.restarts == 0 || faults.subkills == 0 || faults.pauses == 0 || faults.slowloads == 0 || faults.rewinds == 0 || faults.evictions == 0 {
 		t.Errorf("not every fault ran (%+v): -soak.duration %v is too short", faults, dur)
 	}
 	if total.Reads == 0 || total.Writes == 0 {

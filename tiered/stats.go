@@ -38,6 +38,7 @@ type Stats struct {
 	StaleServed       uint64 // stale values served inside the StaleWhileRevalidate window or after a lease wait
 	StaleOnError      uint64 // stale values served because the Loader (and Redis) failed (StaleIfError)
 	LoaderDirect      uint64 // ids loaded without Redis: Redis failed (degraded), or a lease wait ran out
+	WritesRepaired    uint64 // recent writes invalidated again because they used an epoch or group version renewed meanwhile
 }
 
 // counters are the atomics behind Stats, each named after its field.
@@ -48,6 +49,7 @@ type counters struct {
 	localFillsSkipped, sets, deletes, groupBumps                   atomic.Uint64
 	peerInvalidations, earlyRefreshes, revalidations               atomic.Uint64
 	refreshesDropped, staleServed, staleOnError, loaderDirect      atomic.Uint64
+	writesRepaired                                                 atomic.Uint64
 	// localNotServed counts local-tier hits that were not served (stale,
 	// another group version, the bus down): Stats moves them from
 	// LocalHits to LocalMisses.
@@ -91,6 +93,7 @@ func (k *Keyspace[V]) stats() Stats {
 		StaleServed:       c.staleServed.Load(),
 		StaleOnError:      c.staleOnError.Load(),
 		LoaderDirect:      c.loaderDirect.Load(),
+		WritesRepaired:    c.writesRepaired.Load(),
 	}
 }
 

@@ -33,7 +33,8 @@ func (k *Keyspace[V]) Set(ctx context.Context, id string, v V) error {
 		return &OpError{Op: "set", Key: keys.Key(k.config.Name, id), Err: err}
 	}
 	gen := k.local.Token(h)
-	key, version, err := k.keyOf(ctx, id) // first: it may learn the server's clock
+	m, err := k.resolve(ctx, id) // first: it may learn the server's clock
+	key, version := m.key, m.version
 	var s sealed
 	if err == nil {
 		s = k.seal(l, payload, k.jitter(k.config.TTL), 0)
@@ -61,6 +62,7 @@ func (k *Keyspace[V]) Set(ctx context.Context, id string, v V) error {
 	k.client.sent.Add(1)
 	k.client.accepted("publish")
 	k.counters.sets.Add(1)
+	k.remember([]*miss[V]{m})
 	// Hold locally what peers will decode, not v itself: a field the codec
 	// does not store, or a slice the caller goes on changing, must not make
 	// this process disagree with the others.
@@ -94,7 +96,7 @@ func (k *Keyspace[V]) Delete(ctx context.Context, ids ...string) error {
 	if k.client.closed.Load() {
 		return ErrClosed
 	}
-	batches, first, err := k.deleteBatches(ctx, ids)
+	batches, ms, first, err := k.deleteBatches(ctx, ids)
 	if err == nil {
 		err = k.client.store.Delete(ctx, batches)
 	}
@@ -110,6 +112,7 @@ func (k *Keyspace[V]) Delete(ctx context.Context, ids ...string) error {
 	k.client.sent.Add(uint64(len(batches)))
 	k.client.accepted("publish")
 	k.counters.deletes.Add(uint64(len(ids)))
+	k.remember(ms)
 	return nil
 }
 
@@ -122,15 +125,15 @@ const (
 )
 
 // deleteBatches groups ids by Redis Cluster slot (all in one group on a
-// single server) into batches of one script and one message each. first is
-// the first key, for errors.
-func (k *Keyspace[V]) deleteBatches(ctx context.Context, ids []string) (out []remote.DeleteBatch, first string, err error) {
+// single server) into batches of one script and one message each. It
+// returns the resolved ids too, and the first key, for errors.
+func (k *Keyspace[V]) deleteBatches(ctx context.Context, ids []string) (out []remote.DeleteBatch, ms []*miss[V], first string, err error) {
 	type batch struct {
 		ids, keys []string
 		bytes     int
 	}
 	first = keys.Key(k.config.Name, ids[0])
-	ms := make([]*miss[V], 0, len(ids))
+	ms = make([]*miss[V], 0, len(ids))
 	seen := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		if !seen[id] {
@@ -139,7 +142,7 @@ func (k *Keyspace[V]) deleteBatches(ctx context.Context, ids []string) (out []re
 		}
 	}
 	if err := k.resolveKeys(ctx, ms); err != nil {
-		return nil, first, err
+		return nil, nil, first, err
 	}
 	first = ms[0].key
 	var all []*batch
@@ -160,14 +163,14 @@ func (k *Keyspace[V]) deleteBatches(ctx context.Context, ids []string) (out []re
 	for _, b := range all {
 		msgs, err := k.client.publisher.KeysMessage(k.config.Name, b.ids)
 		if err != nil {
-			return nil, first, err
+			return nil, nil, first, err
 		}
 		if len(msgs) != 1 {
-			return nil, first, fmt.Errorf("tiercache: delete batch split into %d messages", len(msgs))
+			return nil, nil, first, fmt.Errorf("tiercache: delete batch split into %d messages", len(msgs))
 		}
 		out = append(out, remote.DeleteBatch{Keys: b.keys, Msg: msgs[0]})
 	}
-	return out, first, nil
+	return out, ms, first, nil
 }
 
 // InvalidateGroup makes every id of group unreachable, in Redis and in every

@@ -152,7 +152,7 @@ func freePort() (int, error) {
 
 // launch starts redis-server on s.Port and waits until it answers. s.mu must
 // be held (or s not yet shared).
-func (s *Server) launch() error {
+func (s *Server) launch(extra ...string) error {
 	// Fresh logs, so that the tail shown on failure, and the check for a
 	// busy port, see this run only.
 	_ = os.Remove(filepath.Join(s.dir, logFile))
@@ -170,7 +170,7 @@ func (s *Server) launch() error {
 		"--logfile", filepath.Join(s.dir, logFile),
 		"--protected-mode", "no",
 	}, s.args...)
-	return s.run("redis-server", args, stderr)
+	return s.run("redis-server", append(args, extra...), stderr)
 }
 
 // run starts s.bin with args in s.dir, its stderr going to stderr, waits
@@ -340,22 +340,66 @@ func (s *Server) Restart(tb testing.TB) {
 	}
 }
 
-func (s *Server) restart() error {
+func (s *Server) restart(extra ...string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return fmt.Errorf("redistest: restart %s: %w", s.Addr, ErrClosed)
 	}
 	s.killLocked()
+	if len(extra) > 0 { // from the snapshot: the append-only files go
+		_ = os.RemoveAll(filepath.Join(s.dir, "appendonlydir"))
+		_ = os.Remove(filepath.Join(s.dir, "appendonly.aof"))
+	}
 	// The port is fixed now; the kernel, or a client's reconnect racing
 	// with us, may hold it for a moment.
 	deadline := time.Now().Add(restartTimeout)
 	for {
-		err := s.launch()
+		err := s.launch(extra...)
 		if err == nil || !errors.Is(err, errAddrInUse) || time.Now().After(deadline) {
 			return err
 		}
 		time.Sleep(restartBackoff)
+	}
+}
+
+// Save runs SAVE: the server's data, as of now, goes to its snapshot file.
+func (s *Server) Save(tb testing.TB) {
+	tb.Helper()
+	s.admin(tb, "save")
+}
+
+// RestartFromSnapshot kills the server and starts it again from the last
+// Save, as a server restored from an older RDB snapshot (or backup) comes
+// back: every write since that Save is lost, whatever the append-only file
+// held. A server started with --appendonly yes has it on again afterwards.
+func (s *Server) RestartFromSnapshot(tb testing.TB) {
+	tb.Helper()
+	if err := s.restart("--appendonly", "no"); err != nil {
+		tb.Fatalf("%v", err)
+	}
+	for i, a := range s.args {
+		if a == "--appendonly" && i+1 < len(s.args) && s.args[i+1] == "yes" {
+			s.ConfigSet(tb, "appendonly", "yes")
+			s.waitAOF(tb)
+		}
+	}
+}
+
+// waitAOF waits until the append-only file that CONFIG SET appendonly yes
+// starts is written, so that a crash right after loses nothing acknowledged.
+func (s *Server) waitAOF(tb testing.TB) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, _ := s.admin(tb, "info", "persistence").(string)
+		if strings.Contains(info, "aof_enabled:1") && strings.Contains(info, "aof_rewrite_in_progress:0") && strings.Contains(info, "aof_rewrite_scheduled:0") {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("redistest: the append-only file of %s was not written in time:\n%s", s.Addr, info)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

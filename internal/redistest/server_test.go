@@ -308,3 +308,35 @@ func TestStartFailsWithoutRedisServer(t *testing.T) {
 		t.Fatalf("Fatalf message = %q; want %q", tb.msg, notInstalledMsg)
 	}
 }
+
+func TestRestartFromSnapshot(t *testing.T) {
+	s := Start(t, Options{Args: []string{"--appendonly", "yes", "--appendfsync", "always"}})
+	c := s.Client(t)
+	ctx := context.Background()
+	set := func(v string) {
+		t.Helper()
+		if err := c.Set(ctx, "k", v, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func() string {
+		t.Helper()
+		v, err := c.Get(ctx, "k").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	set("saved")
+	s.Save(t)
+	set("after the save")
+	s.RestartFromSnapshot(t)
+	if v := get(); v != "saved" {
+		t.Fatalf("after RestartFromSnapshot k = %q, want the saved value", v)
+	}
+	set("appended")
+	s.Restart(t) // the append-only file is on again
+	if v := get(); v != "appended" {
+		t.Fatalf("after a plain restart k = %q, want what the AOF held", v)
+	}
+}
