@@ -189,6 +189,7 @@ func TestRestartFromAnOlderSnapshot(t *testing.T) {
 		}
 	}
 	srv.Restart(t) // from the snapshot: every value is v1 again
+	restarted := time.Now()
 	if n, err := raw.Exists(ctx, valueKey(t, raw, "user", "3")).Result(); err != nil || n != 1 {
 		t.Fatalf("the snapshot did not bring the old value back (EXISTS = %d, %v): the test tests nothing", n, err)
 	}
@@ -202,6 +203,7 @@ func TestRestartFromAnOlderSnapshot(t *testing.T) {
 			}
 		}
 	}
+	t.Logf("both Clients resubscribed and serve the acknowledged values %v after the restart", time.Since(restarted).Round(time.Millisecond))
 	if st := p.a.Stats(); st.ServerRewinds != 1 {
 		t.Fatalf("ServerRewinds = %d, want 1", st.ServerRewinds)
 	}
