@@ -12,6 +12,7 @@ require (
 )
 
 require (
+	github.com/klauspost/compress v1.19.2 // indirect
 	github.com/yuin/gopher-lua v1.1.1 // indirect
 	go.uber.org/atomic v1.11.0 // indirect
 	go.uber.org/multierr v1.10.0 // indirect

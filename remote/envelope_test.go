@@ -21,6 +21,8 @@ func envelopes() map[string]Envelope {
 		"negative time":    {FreshUntil: -1, Payload: []byte("x")},
 		"min time":         {FreshUntil: math.MinInt64, Payload: []byte("y")},
 		"max time":         {FreshUntil: math.MaxInt64, Delta: math.MaxUint32 * time.Millisecond, Payload: []byte("z")},
+		"versioned":        {FreshUntil: 3, Version: 1<<63 + 5, Payload: []byte("v")},
+		"compressed flag":  {Flags: FlagCompressed, FreshUntil: 3, Payload: []byte("s2 bytes")},
 		"unknown flags":    {Flags: 0xFE, FreshUntil: 1, Payload: []byte("flags other than negative are kept")},
 		"empty payload":    {FreshUntil: 5, Payload: []byte{}},
 		"large payload":    {FreshUntil: 9, Delta: 1000 * time.Millisecond, Payload: bytes.Repeat([]byte("0123456789abcdef"), 1<<16)},
@@ -40,9 +42,9 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeEnvelope: %v", err)
 			}
-			if out.Flags != in.Flags || out.FreshUntil != in.FreshUntil || out.Delta != in.Delta {
-				t.Fatalf("header = {%#x %d %d}; want {%#x %d %d}",
-					out.Flags, out.FreshUntil, out.Delta, in.Flags, in.FreshUntil, in.Delta)
+			if out.Flags != in.Flags || out.FreshUntil != in.FreshUntil || out.Delta != in.Delta || out.Version != in.Version {
+				t.Fatalf("header = {%#x %d %d %d}; want {%#x %d %d %d}",
+					out.Flags, out.FreshUntil, out.Delta, out.Version, in.Flags, in.FreshUntil, in.Delta, in.Version)
 			}
 			if !bytes.Equal(out.Payload, in.Payload) {
 				t.Fatalf("payload of %d bytes differs from the %d bytes encoded", len(out.Payload), len(in.Payload))
@@ -54,12 +56,13 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	}
 }
 
-// TestEnvelopeLayout pins the byte layout that getOrLeaseScript reads on the
-// server (magic at byte 0, version 2 at byte 1, fresh-until big-endian at bytes 3..10): changing
+// TestEnvelopeLayout pins the byte layout the scripts read on the server
+// (magic at byte 0, version 2 at byte 1, fresh-until big-endian at bytes
+// 3..10, the value's version at bytes 15..22): changing
 // it without changing the script would make every value look fresh or stale.
 func TestEnvelopeLayout(t *testing.T) {
-	b := AppendEnvelope(nil, &Envelope{Flags: FlagNegative, FreshUntil: 0x0102030405060708, Delta: 0x0A0B0C0D * time.Millisecond})
-	want := []byte{envMagic, 2, 1, 1, 2, 3, 4, 5, 6, 7, 8, 0x0A, 0x0B, 0x0C, 0x0D, 0, 0, 0, 0}
+	b := AppendEnvelope(nil, &Envelope{Flags: FlagNegative, FreshUntil: 0x0102030405060708, Delta: 0x0A0B0C0D * time.Millisecond, Version: 0x1112131415161718})
+	want := []byte{envMagic, 2, 1, 1, 2, 3, 4, 5, 6, 7, 8, 0x0A, 0x0B, 0x0C, 0x0D, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0, 0, 0, 0}
 	if !bytes.Equal(b[:envHeaderSize], want) {
 		t.Fatalf("header = % x; want % x", b[:envHeaderSize], want)
 	}
@@ -113,9 +116,9 @@ func TestEnvelopeRejects(t *testing.T) {
 		"other version":           {resummed(valid, func(b []byte) { b[1] = envVersion + 1 }), "version"},
 		"version zero":            {resummed(valid, func(b []byte) { b[1] = 0 }), "version"},
 		"negative with a payload": {AppendEnvelope(nil, &Envelope{Flags: FlagNegative | 0x80, Payload: []byte("x")}), "negative"},
-		"length too large":        {resummed(valid, func(b []byte) { binary.BigEndian.PutUint32(b[15:], 2) }), "length"},
-		"length too small":        {resummed(valid, func(b []byte) { binary.BigEndian.PutUint32(b[15:], 0) }), "length"},
-		"length huge":             {resummed(valid, func(b []byte) { binary.BigEndian.PutUint32(b[15:], math.MaxUint32) }), "length"},
+		"length too large":        {resummed(valid, func(b []byte) { binary.BigEndian.PutUint32(b[23:], 2) }), "length"},
+		"length too small":        {resummed(valid, func(b []byte) { binary.BigEndian.PutUint32(b[23:], 0) }), "length"},
+		"length huge":             {resummed(valid, func(b []byte) { binary.BigEndian.PutUint32(b[23:], math.MaxUint32) }), "length"},
 		"checksum":                {resummed(valid, func(b []byte) { b[envHeaderSize] = 'w' }), ""},
 	}
 	// "checksum" is the one case resummed does not fix: flip after summing.

@@ -133,29 +133,42 @@ func (s *Store) TryLeases(ctx context.Context, leases []string, r LeaseRequest) 
 	})
 }
 
+// FillOutcome is what became of one fill.
+type FillOutcome int8
+
+const (
+	// Stored: the value is in Redis.
+	Stored FillOutcome = 1
+	// Voided: a Set, Delete or expiry voided the lease: the value must be
+	// cached nowhere.
+	Voided FillOutcome = 0
+	// Refused: Redis refused the value (maxmemory with noeviction); the
+	// lease is given back.
+	Refused FillOutcome = -1
+	// Older: Redis holds a newer version; the lease is given back.
+	Older FillOutcome = -2
+)
+
 // FillLeased stores each value only while the lease taken with token still
-// stands, pipelined. stored[i] is false where the lease was voided by a
-// Set, Delete or expiry (the value must then be cached nowhere), or where
-// Redis refused the value (maxmemory with noeviction; the lease is given
-// back).
-func (s *Store) FillLeased(ctx context.Context, token string, fills []Write) (stored []bool, err error) {
-	return guarded(s, ctx, s.opts.WriteTimeout, func(ctx context.Context) ([]bool, error) {
+// stands (and, with a version, only if Redis holds no newer one), pipelined.
+func (s *Store) FillLeased(ctx context.Context, token string, fills []Write) (out []FillOutcome, err error) {
+	return guarded(s, ctx, s.opts.WriteTimeout, func(ctx context.Context) ([]FillOutcome, error) {
 		calls := make([]scriptCall, len(fills))
 		for i, f := range fills {
-			calls[i] = scriptCall{fillScript, []string{f.Key, f.Lease}, []interface{}{token, f.Env, ms(f.TTL)}}
+			calls[i] = scriptCall{fillScript, []string{f.Key, f.Lease}, []interface{}{token, f.Env, ms(f.TTL), f.Version}}
 		}
 		cmds, err := s.runPipelined(ctx, calls)
 		if err != nil {
 			return nil, err
 		}
-		stored := make([]bool, len(cmds))
+		out := make([]FillOutcome, len(cmds))
 		for i, c := range cmds {
 			n, err := c.Int64()
 			if err != nil {
 				return nil, err
 			}
-			stored[i] = n == 1
+			out[i] = FillOutcome(n)
 		}
-		return stored, nil
+		return out, nil
 	})
 }

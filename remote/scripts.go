@@ -36,14 +36,19 @@ func isFlagsRefused(err error) bool {
 // setScript writes a value, voids any lease on it (so a slow loader's fill
 // that raced this write is refused) and publishes the invalidation, all in
 // one atomic step: a process dying between write and publish cannot leave
-// peers stale. When Redis refuses the value (maxmemory with noeviction), the
-// old value is deleted instead (DEL works when memory is full), so it is
-// not served while the write is reported failed.
+// peers stale. With a version (Config.VersionOf), a value whose version is
+// older than the one Redis holds changes nothing. When Redis refuses the
+// value (maxmemory with noeviction), the old value is deleted instead (DEL
+// works when memory is full), so it is not served while the write is
+// reported failed.
 //
 // KEYS[1] value key, KEYS[2] lease key
-// ARGV[1] envelope, ARGV[2] TTL in ms, ARGV[3] channel, ARGV[4] message ("" = none)
-// Returns 1 (stored) or the refusal's text (the key deleted instead).
-var setScript = redis.NewScript(`
+// ARGV[1] envelope, ARGV[2] TTL in ms, ARGV[3] channel, ARGV[4] message ("" = none),
+// ARGV[5] the value's version as 8 big-endian bytes ("" = none)
+// Returns 1 (stored), 0 (older than Redis's: nothing changed) or the
+// refusal's text (the key deleted instead).
+var setScript = redis.NewScript(olderLua + `
+if older(KEYS[1], ARGV[5]) then return 0 end
 local r = redis.pcall('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local refused = type(r) == 'table' and r.err
 if refused then redis.call('DEL', KEYS[1]) end
@@ -52,6 +57,19 @@ if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 if refused then return r.err end
 return 1
 `)
+
+// olderLua defines older(key, version): whether the envelope at key holds
+// a newer version than version (8 big-endian bytes, so string order is
+// numeric order; "" compares nothing). The version is at bytes 16..23 of a
+// format-2 envelope (see envelope.go).
+const olderLua = `
+local function older(key, version)
+  if version == '' then return false end
+  local cur = redis.call('GET', key)
+  if not cur or string.len(cur) < 31 or string.byte(cur, 1) ~= 0xC4 or string.byte(cur, 2) ~= 2 then return false end
+  return string.sub(cur, 16, 23) > version
+end
+`
 
 // delScript deletes value and lease keys and publishes one invalidation.
 //
@@ -66,15 +84,18 @@ return 1
 // fillScript stores a loaded value only while the caller's lease stands. A
 // Set, Delete or lease expiry in the meantime removed or replaced the lease,
 // and the fill is refused: the loader may have read the database before the
-// change, and its value must not be cached.
-//
-// A fill Redis refuses (maxmemory with noeviction) gives the lease back.
+// change, and its value must not be cached. A fill older than the version
+// Redis holds, or that Redis refuses (maxmemory with noeviction), gives the
+// lease back.
 //
 // KEYS[1] value key, KEYS[2] lease key
-// ARGV[1] lease token, ARGV[2] envelope, ARGV[3] TTL in ms
-// Returns 1 (stored), 0 (the lease was voided) or -1 (Redis refused it).
-var fillScript = redis.NewScript(`
+// ARGV[1] lease token, ARGV[2] envelope, ARGV[3] TTL in ms,
+// ARGV[4] the value's version as 8 big-endian bytes ("" = none)
+// Returns 1 (stored), 0 (the lease was voided), -1 (Redis refused it) or
+// -2 (older than Redis's).
+var fillScript = redis.NewScript(olderLua + `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if older(KEYS[1], ARGV[4]) then redis.call('DEL', KEYS[2]) return -2 end
 local r = redis.pcall('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('DEL', KEYS[2])
 if type(r) == 'table' and r.err then return -1 end
@@ -161,7 +182,7 @@ return v
 var getOrLeaseScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v then
-  if string.len(v) < 11 or string.byte(v, 1) ~= 0xC4 or string.byte(v, 2) ~= 2 then return {1, v} end
+  if string.len(v) < 31 or string.byte(v, 1) ~= 0xC4 or string.byte(v, 2) ~= 2 then return {1, v} end
   -- A negative fresh-until (top bit set) lies in the past.
   if string.byte(v, 4) < 0x80 then
     local fresh = 0

@@ -127,7 +127,14 @@ type Write struct {
 	Env        []byte
 	TTL        time.Duration
 	Msg        []byte // published on the Store's channel; empty: nothing
+	// Version, when not empty, is the value's version (VersionBytes): a
+	// value older than the one Redis holds is not stored.
+	Version string
 }
+
+// ErrOlder is returned by Set for a value older than the one Redis holds:
+// nothing changed.
+var ErrOlder = errors.New("tiercache: Redis holds a newer version")
 
 // ErrNotStored wraps Redis's refusal of a value (maxmemory with noeviction):
 // the value was not stored, and the key's old value was deleted instead and
@@ -140,11 +147,19 @@ var ErrNotStored = errors.New("tiercache: Redis refused the value; the old one w
 // the same).
 func (s *Store) Set(ctx context.Context, w Write) error {
 	return guardedErr(s, ctx, s.opts.WriteTimeout, func(ctx context.Context) error {
-		r, err := setScript.Run(ctx, s.rdb, []string{w.Key, w.Lease}, w.Env, ms(w.TTL), s.opts.Channel, w.Msg).Result()
-		if refusal, ok := r.(string); ok && err == nil {
-			return fmt.Errorf("%w: %s", ErrNotStored, refusal)
+		r, err := setScript.Run(ctx, s.rdb, []string{w.Key, w.Lease}, w.Env, ms(w.TTL), s.opts.Channel, w.Msg, w.Version).Result()
+		if err != nil {
+			return err
 		}
-		return err
+		switch r := r.(type) {
+		case string:
+			return fmt.Errorf("%w: %s", ErrNotStored, r)
+		case int64:
+			if r == 0 {
+				return ErrOlder
+			}
+		}
+		return nil
 	})
 }
 

@@ -508,7 +508,7 @@ func TestFillLeased(t *testing.T) {
 	fill := []Write{{Key: l.Key, Lease: l.Lease, Env: val, TTL: 1500 * time.Millisecond}}
 
 	stored, err := e.store.FillLeased(e.ctx, "B", fill)
-	if err != nil || len(stored) != 1 || stored[0] {
+	if err != nil || len(stored) != 1 || stored[0] == Stored {
 		t.Fatalf("FillLeased(wrong token) = %v, %v; want [false]", stored, err)
 	}
 	if got := e.get(l.Key); got != "<nil>" {
@@ -519,7 +519,7 @@ func TestFillLeased(t *testing.T) {
 	}
 
 	stored, err = e.store.FillLeased(e.ctx, "A", fill)
-	if err != nil || len(stored) != 1 || !stored[0] {
+	if err != nil || len(stored) != 1 || stored[0] != Stored {
 		t.Fatalf("FillLeased(A) = %v, %v; want [true]", stored, err)
 	}
 	if got := e.get(l.Key); got != string(val) {
@@ -534,7 +534,7 @@ func TestFillLeased(t *testing.T) {
 
 	// The lease is gone now: a second fill by its former holder is refused.
 	stored, err = e.store.FillLeased(e.ctx, "A", []Write{{Key: l.Key, Lease: l.Lease, Env: []byte("late"), TTL: time.Minute}})
-	if err != nil || stored[0] {
+	if err != nil || stored[0] == Stored {
 		t.Fatalf("FillLeased after the lease was consumed = %v, %v; want [false]", stored, err)
 	}
 	if got := e.get(l.Key); got != string(val) {
@@ -575,7 +575,7 @@ func TestFillLeasedVoided(t *testing.T) {
 		{Key: b.Key, Lease: b.Lease, Env: []byte("stale load"), TTL: time.Minute},
 		{Key: c.Key, Lease: c.Lease, Env: []byte("stale load"), TTL: time.Minute},
 	})
-	if err != nil || len(stored) != 3 || stored[0] || stored[1] || stored[2] {
+	if err != nil || len(stored) != 3 || stored[0] == Stored || stored[1] == Stored || stored[2] == Stored {
 		t.Fatalf("FillLeased of voided leases = %v, %v; want [false false false]", stored, err)
 	}
 	e.expectPipes([]string{"evalsha"}, []int{3})
@@ -585,7 +585,7 @@ func TestFillLeasedVoided(t *testing.T) {
 		}
 	}
 	stored, err = e.store.FillLeased(e.ctx, "B", []Write{{Key: c.Key, Lease: c.Lease, Env: []byte("B's load"), TTL: time.Minute}})
-	if err != nil || !stored[0] || e.get(c.Key) != "B's load" {
+	if err != nil || stored[0] != Stored || e.get(c.Key) != "B's load" {
 		t.Fatalf("FillLeased by the new holder = %v, %v; want [true]", stored, err)
 	}
 }
@@ -704,7 +704,7 @@ func TestScriptsSurviveFlush(t *testing.T) {
 		{Key: "a", Lease: ls[0].Lease, Env: []byte("A"), TTL: time.Minute},
 		{Key: "b", Lease: ls[1].Lease, Env: []byte("B"), TTL: time.Minute},
 	})
-	if err != nil || len(stored) != 2 || !stored[0] || !stored[1] {
+	if err != nil || len(stored) != 2 || stored[0] != Stored || stored[1] != Stored {
 		t.Fatalf("FillLeased after SCRIPT FLUSH = %v, %v; want [true true]", stored, err)
 	}
 

@@ -235,7 +235,7 @@ func TestWritesWhenRedisIsFull(t *testing.T) {
 	}
 	e.srv.ConfigSet(t, "maxmemory", "1mb")
 	stored, err := e.store.FillLeased(e.ctx, "A", []Write{{Key: l.Key, Lease: l.Lease, Env: []byte("v"), TTL: time.Minute}})
-	if err != nil || stored[0] {
+	if err != nil || stored[0] == Stored {
 		t.Fatalf("FillLeased on a full server = %v, %v; want not stored", stored, err)
 	}
 	if n, _ := e.rdb.Exists(e.ctx, l.Lease).Result(); n != 0 {
@@ -276,5 +276,51 @@ func TestServerStateChangesWithEveryRestart(t *testing.T) {
 	st2, err := s.ServerState(ctx)
 	if err != nil || st2.Incarnation == st1.Incarnation {
 		t.Fatalf("incarnation after a restart = %q, %v; want a new one (was %q)", st2.Incarnation, err, st1.Incarnation)
+	}
+}
+
+// With a version, Redis keeps the highest: a Set or fill of an older one
+// changes nothing, compared in the same script as the write.
+func TestWritesKeepTheNewerVersion(t *testing.T) {
+	e := newEnv(t)
+	sub := e.subscribe()
+	l := Lease{Key: "v", Lease: keys.LeaseKey("v")}
+	env := func(v uint64, payload string) []byte {
+		return AppendEnvelope(nil, &Envelope{FreshUntil: UnixMilli(e.serverMs() + 60_000), Version: v, Payload: []byte(payload)})
+	}
+	set := func(v uint64, payload string) error {
+		return e.store.Set(e.ctx, Write{Key: l.Key, Lease: l.Lease, Env: env(v, payload), TTL: time.Minute, Msg: []byte("m" + payload), Version: VersionBytes(v)})
+	}
+	if err := set(1<<40, "v2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := set(1<<40-1, "v1"); !errors.Is(err, ErrOlder) {
+		t.Fatalf("Set of an older version: %v, want ErrOlder", err)
+	}
+	if got, _ := DecodeEnvelope([]byte(e.get(l.Key))); string(got.Payload) != "v2" {
+		t.Fatalf("Redis holds %q after the older Set, want v2", got.Payload)
+	}
+	if err := set(1<<40, "v2 again"); err != nil { // the same version: written
+		t.Fatal(err)
+	}
+	if err := set(1<<41, "v3"); err != nil {
+		t.Fatal(err)
+	}
+	sub.expect([]byte("mv2"), []byte("mv2 again"), []byte("mv3")) // the refused one published nothing
+
+	// A fill under a lease, older than what Redis holds (stale by now).
+	e.set(l.Key, string(AppendEnvelope(nil, &Envelope{FreshUntil: 1, Version: 9, Payload: []byte("stale v9")})), 0)
+	if got, err := e.store.GetOrLease(e.ctx, []Lease{l}, LeaseRequest{Token: "A", TTL: time.Minute}); err != nil || got[0].State != Won {
+		t.Fatalf("GetOrLease = %+v, %v", got, err)
+	}
+	out, err := e.store.FillLeased(e.ctx, "A", []Write{{Key: l.Key, Lease: l.Lease, Env: env(4, "v4"), TTL: time.Minute, Version: VersionBytes(4)}})
+	if err != nil || out[0] != Older {
+		t.Fatalf("FillLeased of an older version = %v, %v; want Older", out, err)
+	}
+	if n, _ := e.rdb.Exists(e.ctx, l.Lease).Result(); n != 0 {
+		t.Fatal("an older fill kept its lease")
+	}
+	if got, _ := DecodeEnvelope([]byte(e.get(l.Key))); string(got.Payload) != "stale v9" {
+		t.Fatalf("Redis holds %q after the older fill", got.Payload)
 	}
 }

@@ -130,6 +130,37 @@ type Config[V any] struct {
 	// when the Loader fails (and Redis fails or holds only the stale
 	// value), as in RFC 5861's stale-if-error. Default 0: off.
 	StaleIfError time.Duration
+
+	// SoftLoadTimeout is how long a Get waits for a load when a stale value
+	// may be served (inside StaleIfError) before it returns that stale
+	// value: fail-safe for a slow source, not stale-while-revalidate. The
+	// one load goes on, under the lease, and its result fills both tiers.
+	// Default 0: callers wait for the load.
+	SoftLoadTimeout time.Duration
+
+	// TTLFor, if set, gives each loaded or Set value its own fresh TTL in
+	// Redis (jitter is still added); a result <= 0 means TTL. A Set's
+	// WithTTL takes precedence. Default nil: TTL for every value.
+	TTLFor func(id string, v V) time.Duration
+
+	// VersionOf, if set, returns a value's version (an updated_at, a row
+	// version): Redis keeps the highest, so a Set or fill of an older one
+	// changes nothing (counted in Stats.StaleWritesRefused), compared in the
+	// same script as the write, per key. It closes the race of two writers
+	// that update the source in one order and the cache in the other.
+	// Default nil: the last write wins.
+	VersionOf func(v V) uint64
+
+	// LocalMaxBytes bounds the local tier by the encoded size of its values
+	// too (plus a per-entry overhead, see the README); LocalCapacity still
+	// bounds the entries. Default 0: entries only.
+	LocalMaxBytes int64
+
+	// CompressAbove stores encoded values of at least this many bytes
+	// S2-compressed in Redis (github.com/klauspost/compress/s2): decoded
+	// once per Redis read, never on a local hit. MaxValueSize applies to
+	// the encoded size before compression. Default 0: never.
+	CompressAbove int
 }
 
 // NoEarlyRefresh, as Config.EarlyRefreshBeta, turns early refresh off.
@@ -167,6 +198,9 @@ func (c *Config[V]) applyDefaults() error {
 	defaultOrOff(&c.EarlyRefreshBeta, 1)
 	c.StaleWhileRevalidate = max(c.StaleWhileRevalidate, 0)
 	c.StaleIfError = max(c.StaleIfError, 0)
+	c.SoftLoadTimeout = max(c.SoftLoadTimeout, 0)
+	c.LocalMaxBytes = max(c.LocalMaxBytes, 0)
+	c.CompressAbove = max(c.CompressAbove, 0)
 	defaultOrOff(&c.DegradedLocalTTL, time.Second)
 	return nil
 }

@@ -228,3 +228,130 @@ func ExampleKeyspace_Get_hashedKey() {
 	// Output:
 	// [red lamp red chair] <nil>
 }
+
+// GetOrLoad: this call's loader, with every guarantee of Get (one load per
+// id across processes, early refresh, stale windows).
+func ExampleKeyspace_GetOrLoad() {
+	type Order struct{ ID, Status string }
+
+	addr := os.Getenv("REDIS_ADDR")
+	if addr == "" {
+		addr = "localhost:6379"
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	c, err := tiered.NewClient(tiered.Options{Redis: rdb})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	orders, err := tiered.NewKeyspace(c, tiered.Config[Order]{Name: "example-order", TTL: time.Minute})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx := context.Background()
+	if err := c.WaitReady(ctx); err != nil { // the local tier serves once the bus is up
+		fmt.Println(err)
+		return
+	}
+	tenant := "acme" // what the loader needs beyond the id comes with the call
+	o, err := orders.GetOrLoad(ctx, "o-1", func(ctx context.Context) (Order, error) {
+		return Order{ID: "o-1", Status: "shipped to " + tenant}, nil
+	})
+	fmt.Println(o.Status, err)
+	cached, ok := orders.Peek("o-1") // the local tier alone
+	fmt.Println(cached.Status, ok)
+	// Output:
+	// shipped to acme <nil>
+	// shipped to acme true
+}
+
+// VersionOf: Redis keeps the highest version, so two writers that update the
+// source in one order and the cache in the other leave the newer value.
+func ExampleConfig_versionOf() {
+	type Product struct {
+		SKU     string
+		Price   int
+		Version uint64 // a row version, an updated_at in µs...
+	}
+
+	addr := os.Getenv("REDIS_ADDR")
+	if addr == "" {
+		addr = "localhost:6379"
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	c, err := tiered.NewClient(tiered.Options{Redis: rdb})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	products, err := tiered.NewKeyspace(c, tiered.Config[Product]{
+		Name:      "example-product",
+		VersionOf: func(p Product) uint64 { return p.Version },
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx := context.Background()
+	_ = products.Set(ctx, "lamp", Product{SKU: "lamp", Price: 120, Version: 2}) // the newer write lands first
+	_ = products.Set(ctx, "lamp", Product{SKU: "lamp", Price: 100, Version: 1}) // the older one changes nothing
+	p, err := products.Get(ctx, "lamp")
+	fmt.Println(p.Price, err, products.Stats().StaleWritesRefused)
+	// Output:
+	// 120 <nil> 1
+}
+
+// SoftLoadTimeout: when the source is slow and a stale value may be served
+// (StaleIfError), callers get it after the soft timeout; the load goes on
+// and refreshes the cache.
+func ExampleConfig_softLoadTimeout() {
+	addr := os.Getenv("REDIS_ADDR")
+	if addr == "" {
+		addr = "localhost:6379"
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	c, err := tiered.NewClient(tiered.Options{Redis: rdb})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	slow := make(chan struct{})
+	loads := 0
+	rates, err := tiered.NewKeyspace(c, tiered.Config[string]{
+		Name:             "example-rate",
+		TTL:              100 * time.Millisecond,
+		LocalTTL:         100 * time.Millisecond,
+		StaleIfError:     time.Hour,
+		SoftLoadTimeout:  20 * time.Millisecond,
+		EarlyRefreshBeta: tiered.NoEarlyRefresh,
+		Loader: func(ctx context.Context, id string) (string, error) {
+			loads++
+			if loads > 1 {
+				<-slow // the source is having a bad moment
+				return "1.09", nil
+			}
+			return "1.08", nil
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx := context.Background()
+	r, err := rates.Get(ctx, "EURUSD")
+	fmt.Println(r, err)
+	time.Sleep(150 * time.Millisecond) // the value goes stale
+	r, err = rates.Get(ctx, "EURUSD")  // answered after 20ms, with the stale value
+	fmt.Println(r, err)
+	close(slow)
+	// Output:
+	// 1.08 <nil>
+	// 1.08 <nil>
+}

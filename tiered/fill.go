@@ -11,6 +11,7 @@ import (
 	"math/rand"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"go.uber.org/zap"
 
 	"github.com/tiercache/tiercache/internal/clock"
@@ -74,12 +75,12 @@ func (k *Keyspace[V]) sealFill(m *miss[V], took time.Duration) (w remote.Write, 
 	if !k.cacheable(m.result) {
 		return w, v, false
 	}
-	s, err := k.envelope(m.result, k.fillTTL(m.result), took)
+	s, err := k.envelope(m.result, k.ttlFor(m.id, m.result, 0), took)
 	if err != nil {
 		k.client.warn.Warn("loaded value not cached", zap.String("key", m.key), zap.Error(err))
 		return w, v, false
 	}
-	w = remote.Write{Key: m.key, Lease: keys.LeaseKey(m.key), Env: s.env, TTL: s.redisTTL}
+	w = remote.Write{Key: m.key, Lease: keys.LeaseKey(m.key), Env: s.env, TTL: s.redisTTL, Version: s.version}
 	return w, decoded[V]{loaded: m.result, expiry: s.expiry, loadTime: took}, true
 }
 
@@ -99,17 +100,20 @@ func (k *Keyspace[V]) fillLeased(ctx context.Context, token string, f *fills[V])
 			hk.beforeRedisFill(k.config.Name, m.id)
 		}
 	}
-	stored, err := k.client.store.FillLeased(ctx, token, f.writes)
+	outcomes, err := k.client.store.FillLeased(ctx, token, f.writes)
 	if err != nil {
 		k.redisError("fill", f.writes[0].Key, err)
 		return
 	}
 	for i, m := range f.misses {
-		if !stored[i] {
+		switch outcomes[i] {
+		case remote.Stored:
+			k.fillLocal(m, f.values[i])
+		case remote.Older:
+			k.counters.staleWritesRefused.Add(1)
+		default:
 			k.counters.fillsRefused.Add(1)
-			continue
 		}
-		k.fillLocal(m, f.values[i])
 	}
 }
 
@@ -189,11 +193,13 @@ func (k *Keyspace[V]) staleEnd(e *entry[V]) clock.Time {
 }
 
 // sealed is a value encoded for Redis: the envelope, its TTL in Redis (the
-// fresh TTL plus the stale windows) and its expiry on this process's clock.
+// fresh TTL plus the stale windows), its expiry on this process's clock, and
+// its version as the write scripts compare it ("" without VersionOf).
 type sealed struct {
 	env      []byte
 	redisTTL time.Duration
 	expiry   clock.Time
+	version  string
 }
 
 // envelope encodes l, fresh for ttl, whose load took took.
@@ -209,17 +215,23 @@ func (k *Keyspace[V]) envelope(l loaded[V], ttl, took time.Duration) (sealed, er
 }
 
 // seal wraps an encoded value in its envelope: fresh for ttl by the server's
-// clock.
+// clock, compressed from CompressAbove bytes, with its version.
 func (k *Keyspace[V]) seal(l loaded[V], payload []byte, ttl, took time.Duration) sealed {
 	e := remote.Envelope{Delta: took, FreshUntil: remote.ToUnixMilli(k.client.serverNow().Add(ttl)), Payload: payload}
 	if l.negative {
 		e.Flags = remote.FlagNegative
 	}
-	return sealed{
-		env:      remote.AppendEnvelope(make([]byte, 0, len(e.Payload)+remote.EnvelopeOverhead), &e),
-		redisTTL: ttl + k.staleWindow(l.negative),
-		expiry:   k.client.localTime(e.FreshUntil),
+	if k.config.CompressAbove > 0 && len(payload) >= k.config.CompressAbove {
+		e.Flags |= remote.FlagCompressed
+		e.Payload = s2.Encode(nil, payload)
 	}
+	s := sealed{redisTTL: ttl + k.staleWindow(l.negative), expiry: k.client.localTime(e.FreshUntil)}
+	if k.config.VersionOf != nil && !l.negative {
+		e.Version = k.config.VersionOf(l.value)
+		s.version = remote.VersionBytes(e.Version)
+	}
+	s.env = remote.AppendEnvelope(make([]byte, 0, len(e.Payload)+remote.EnvelopeOverhead), &e)
+	return s
 }
 
 func (k *Keyspace[V]) encode(v V) ([]byte, error) {
@@ -233,12 +245,21 @@ func (k *Keyspace[V]) encode(v V) ([]byte, error) {
 	return b, nil
 }
 
-// fillTTL is how long a loaded result stays fresh in Redis.
-func (k *Keyspace[V]) fillTTL(l loaded[V]) time.Duration {
-	if l.negative {
+// ttlFor is how long a value of id stays fresh in Redis: a Set's WithTTL
+// (given, when positive), else TTLFor's answer, else TTL; with jitter. A
+// "not found" stays NegativeTTL.
+func (k *Keyspace[V]) ttlFor(id string, l loaded[V], given time.Duration) time.Duration {
+	switch {
+	case l.negative:
 		return k.config.NegativeTTL
+	case given > 0:
+	case k.config.TTLFor != nil:
+		given = k.config.TTLFor(id, l.value)
 	}
-	return k.jitter(k.config.TTL)
+	if given <= 0 {
+		given = k.config.TTL
+	}
+	return k.jitter(given)
 }
 
 // staleWindow is how long Redis keeps a value past its fresh TTL, so that

@@ -2,7 +2,10 @@ package tiered
 
 // Coalescing of concurrent misses of one id in one process.
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // flights coalesces concurrent misses of one id in one process. Unlike
 // x/sync's singleflight.DoChan, the leader does the first step, the Redis
@@ -19,6 +22,9 @@ type flight[V any] struct {
 	result  loaded[V]
 	err     error
 	outcome outcome
+	// stale is a value the StaleIfError window lets a caller serve once
+	// SoftLoadTimeout passed, as the leader's Redis read found it.
+	stale atomic.Pointer[loaded[V]]
 }
 
 // join returns the flight for id and whether the caller leads it.

@@ -36,7 +36,7 @@ func (k *Keyspace[V]) GetMany(ctx context.Context, ids []string) (map[string]V, 
 		h := k.hash(id)
 		e, state := k.lookup(h, id, now)
 		if state == hitFresh {
-			if v, ok := k.hit(id, h, e, now); ok {
+			if v, ok := k.hit(id, h, e, b.loader); ok {
 				out[id] = v
 				continue
 			}

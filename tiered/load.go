@@ -15,13 +15,18 @@ import (
 	"go.uber.org/zap"
 )
 
-// loader is what a batch loads with.
+// loader is what a batch loads with: a per-id loader (Config.Loader), a
+// batch loader (Config.BatchLoader), or one call's loader (GetOrLoad).
 type loader[V any] struct {
 	one  func(ctx context.Context, id string) (V, error)
 	many func(ctx context.Context, ids []string) (map[string]V, error)
+	call func(ctx context.Context) (V, error)
 }
 
-func (l loader[V]) exists() bool { return l.one != nil || l.many != nil }
+func (l loader[V]) exists() bool { return l.one != nil || l.many != nil || l.call != nil }
+
+// configLoader is what a Get loads with: the Config's Loader.
+func (k *Keyspace[V]) configLoader() loader[V] { return loader[V]{one: k.config.Loader} }
 
 // maxParallelLoads bounds the concurrent calls of a per-id loader for one
 // batch.
@@ -59,10 +64,12 @@ func (k *Keyspace[V]) loadAndFill(ctx context.Context, b *batch[V]) {
 func (k *Keyspace[V]) load(ctx context.Context, l loader[V], ms []*miss[V]) time.Duration {
 	start := time.Now()
 	switch {
+	case l.call != nil:
+		k.loadOne(ctx, l, ms[0]) // GetOrLoad's batches have one miss
 	case l.many != nil:
 		k.loadMany(ctx, l.many, ms)
 	case len(ms) == 1:
-		k.loadOne(ctx, l.one, ms[0])
+		k.loadOne(ctx, l, ms[0])
 	default:
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, maxParallelLoads)
@@ -71,7 +78,7 @@ func (k *Keyspace[V]) load(ctx context.Context, l loader[V], ms []*miss[V]) time
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				k.loadOne(ctx, l.one, m)
+				k.loadOne(ctx, l, m)
 			}()
 		}
 		wg.Wait()
@@ -79,9 +86,9 @@ func (k *Keyspace[V]) load(ctx context.Context, l loader[V], ms []*miss[V]) time
 	return time.Since(start)
 }
 
-// loadOne calls a per-id loader, turning ErrNotFound into a negative result
-// and a panic into an error.
-func (k *Keyspace[V]) loadOne(ctx context.Context, one func(context.Context, string) (V, error), m *miss[V]) {
+// loadOne calls a per-id (or one call's) loader, turning ErrNotFound into a
+// negative result and a panic into an error.
+func (k *Keyspace[V]) loadOne(ctx context.Context, l loader[V], m *miss[V]) {
 	k.counters.loads.Add(1)
 	defer func() {
 		if p := recover(); p != nil {
@@ -89,7 +96,11 @@ func (k *Keyspace[V]) loadOne(ctx context.Context, one func(context.Context, str
 		}
 		k.classifyLoad(m)
 	}()
-	m.result.value, m.err = one(ctx, m.id)
+	if l.call != nil {
+		m.result.value, m.err = l.call(ctx)
+		return
+	}
+	m.result.value, m.err = l.one(ctx, m.id)
 }
 
 // loadMany calls a batch loader once for ms; ids absent from its result

@@ -140,6 +140,9 @@ func (k *Keyspace[V]) run(ctx context.Context, b *batch[V]) {
 		b.finish(k)
 		return
 	}
+	if b.flight != nil && b.misses[0].stale != nil {
+		b.flight.stale.Store(b.misses[0].stale)
+	}
 	started := k.client.spawn(&task{what: "load", keyspace: k.config.Name, id: b.misses[0].id}, func() {
 		lctx, cancel := k.client.loadCtx(ctx, k.config.LoadTimeout)
 		defer cancel()

@@ -35,6 +35,7 @@ func (h busHandler) Subscribed(first bool) {
 
 func (h busHandler) Alive() {
 	h.c.busAliveUntil.Store(int64(h.c.clock.Precise().Add(h.c.options.BusTimeout)))
+	h.c.signalReady()
 }
 
 func (h busHandler) Down(err error) {
@@ -48,6 +49,7 @@ func (h busHandler) Down(err error) {
 	}
 	if remote.IsPermanent(err) {
 		h.c.refused("subscribe", err)
+		h.c.signalReady()
 		return
 	}
 	h.c.warn.Warn("invalidation bus disconnected; serving from Redis until it is back", zap.Error(err))

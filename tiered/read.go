@@ -7,8 +7,10 @@ package tiered
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"go.uber.org/zap"
 
 	"github.com/tiercache/tiercache/internal/clock"
@@ -87,7 +89,7 @@ func (k *Keyspace[V]) readValue(b *batch[V], m *miss[V], raw []byte) {
 	case now < v.expiry.Add(k.config.StaleWhileRevalidate):
 		k.counters.redisHits.Add(1)
 		k.counters.staleServed.Add(1)
-		k.refresh(m.id, m.hash, false)
+		k.refresh(refreshJob[V]{id: m.id, hash: m.hash, loader: b.loader})
 		m.finish(TierStale, v.loaded, nil)
 		return
 	case now < v.expiry.Add(k.config.StaleIfError):
@@ -119,7 +121,13 @@ func (k *Keyspace[V]) decode(m *miss[V], raw []byte) (v decoded[V], err error) {
 	if err == nil {
 		v.negative = env.Negative()
 		if !v.negative {
-			err = k.config.Codec.Unmarshal(env.Payload, &v.value)
+			payload := env.Payload
+			if env.Flags&remote.FlagCompressed != 0 {
+				payload, err = k.decompress(payload)
+			}
+			if err == nil {
+				err = k.config.Codec.Unmarshal(payload, &v.value)
+			}
 		}
 	}
 	if err != nil {
@@ -130,4 +138,21 @@ func (k *Keyspace[V]) decode(m *miss[V], raw []byte) (v decoded[V], err error) {
 	v.expiry = k.client.localTime(env.FreshUntil)
 	v.loadTime = env.Delta
 	return v, nil
+}
+
+// decompress undoes CompressAbove's compression, refusing a value that
+// would decompress past MaxValueSize.
+func (k *Keyspace[V]) decompress(b []byte) ([]byte, error) {
+	n, err := s2.DecodedLen(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if n > k.config.MaxValueSize {
+		return nil, fmt.Errorf("%w: decompresses to %d bytes, MaxValueSize is %d", ErrCorrupt, n, k.config.MaxValueSize)
+	}
+	out, err := s2.Decode(nil, b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return out, nil
 }

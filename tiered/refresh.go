@@ -82,18 +82,13 @@ func (k *Keyspace[V]) draw() float64 {
 	return rand.Float64()
 }
 
-// maybeRefreshEarly draws for an XFetch refresh of a fresh entry.
-func (k *Keyspace[V]) maybeRefreshEarly(id string, h uint64, e *entry[V], now clock.Time) {
-	if xfetch(now, e.expiry, e.loadTime, k.config.EarlyRefreshBeta, k.draw()) {
-		k.refresh(id, h, true)
-	}
-}
-
 // refresh schedules one background refresh of id, unless one is already
 // queued or running in this process, or another process was found
-// refreshing it less than LeaseWait ago.
-func (k *Keyspace[V]) refresh(id string, h uint64, early bool) {
-	if k.config.Loader == nil {
+// refreshing it less than LeaseWait ago. It loads with j.loader, what the
+// read that asked for it would have loaded with.
+func (k *Keyspace[V]) refresh(j refreshJob[V]) {
+	id := j.id
+	if !j.loader.exists() {
 		return // nothing to refresh with
 	}
 	const running = int64(math.MaxInt64)
@@ -103,7 +98,7 @@ func (k *Keyspace[V]) refresh(id string, h uint64, early bool) {
 		}
 	}
 	ok := k.client.submit(func(ctx context.Context) {
-		if k.runRefresh(ctx, id, h, early) {
+		if k.runRefresh(ctx, j) {
 			// Someone else holds the lease: do not ask again at once.
 			k.refreshing.Store(id, int64(k.client.clock.Now().Add(k.config.LeaseWait)))
 			return
@@ -116,14 +111,23 @@ func (k *Keyspace[V]) refresh(id string, h uint64, early bool) {
 	}
 }
 
-// runRefresh reloads id under its lease, so that one process refreshes and
-// a write racing the load voids the fill (as for a miss). It reports whether
-// another process held the lease.
-func (k *Keyspace[V]) runRefresh(ctx context.Context, id string, h uint64, early bool) (leaseHeld bool) {
+// refreshJob is one background refresh.
+type refreshJob[V any] struct {
+	id     string
+	hash   uint64
+	early  bool // an XFetch draw; else a revalidation of a stale value
+	loader loader[V]
+}
+
+// runRefresh reloads an id under its lease, so that one process refreshes
+// and a write racing the load voids the fill (as for a miss). It reports
+// whether another process held the lease.
+func (k *Keyspace[V]) runRefresh(ctx context.Context, j refreshJob[V]) (leaseHeld bool) {
 	ctx, cancel := context.WithTimeout(ctx, k.config.LoadTimeout)
 	defer cancel()
-	m := &miss[V]{id: id, hash: h, gen: k.local.Token(h)}
-	b := &batch[V]{misses: []*miss[V]{m}, loader: loader[V]{one: k.config.Loader}, token: k.client.leaseToken()}
+	id, early := j.id, j.early
+	m := &miss[V]{id: id, hash: j.hash, gen: k.local.Token(j.hash)}
+	b := &batch[V]{misses: []*miss[V]{m}, loader: j.loader, token: k.client.leaseToken()}
 	if err := k.resolveKeys(ctx, b.misses); err != nil {
 		k.redisError("version", keys.Key(k.config.Name, id), err)
 		return false

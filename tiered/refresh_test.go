@@ -533,7 +533,7 @@ func TestRefreshQueueBoundedAndDropped(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("Close did not return while a refresh was running")
 	}
-	k.refresh("late", k.hash("late"), false)
+	k.refresh(refreshJob[user]{id: "late", hash: k.hash("late"), loader: k.configLoader()})
 	if s := k.Stats(); s.RefreshesDropped != ids-1 {
 		t.Fatalf("RefreshesDropped = %d after a refresh on a closed Client, want %d", s.RefreshesDropped, ids-1)
 	}

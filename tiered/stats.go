@@ -11,34 +11,36 @@ import (
 // enough to keep on always: local counters live in the local tier, the
 // others are atomics touched only off the hit path.
 type Stats struct {
-	LocalHits         uint64 // Gets answered by the local tier
-	LocalMisses       uint64 // local lookups that found nothing servable
-	LocalEvictions    uint64 // local entries evicted to make room for others (capacity)
-	LocalEntries      int    // entries held in the local tier now
-	RedisHits         uint64 // values found fresh in Redis (or inside StaleWhileRevalidate)
-	RedisMisses       uint64 // keys absent, stale or corrupt in Redis
-	RedisErrors       uint64 // Redis calls that failed (reads then fell through to the Loader)
-	Corrupt           uint64 // undecodable bytes found in Redis, treated as misses
-	Loads             uint64 // Loader calls (a BatchLoader call counts once per id)
-	LoadErrors        uint64 // Loader calls that failed with something other than ErrNotFound
-	NegativeHits      uint64 // Gets answered "not found" from a cached negative entry
-	LeasesWon         uint64 // misses that took the lease and loaded
-	LeasesLost        uint64 // misses that found another process loading
-	LeaseWaits        uint64 // lost leases that were answered by the holder's fill
-	LeaseTimeouts     uint64 // lost leases that waited LeaseWait and then served stale or loaded themselves
-	FillsRefused      uint64 // loads not cached because a write voided the lease
-	LocalFillsSkipped uint64 // local fills dropped because an invalidation raced them
-	Sets              uint64 // successful Sets
-	Deletes           uint64 // ids deleted by successful Deletes
-	GroupBumps        uint64 // successful InvalidateGroup calls
-	PeerInvalidations uint64 // ids dropped from the local tier because a peer invalidated them
-	EarlyRefreshes    uint64 // background refreshes started by an XFetch draw whose load succeeded (see FillsRefused for those a write voided)
-	Revalidations     uint64 // background refreshes of stale values (stale-while-revalidate) whose load succeeded
-	RefreshesDropped  uint64 // background refreshes dropped because the queue was full or the Client closing
-	StaleServed       uint64 // stale values served inside the StaleWhileRevalidate window or after a lease wait
-	StaleOnError      uint64 // stale values served because the Loader (and Redis) failed (StaleIfError)
-	LoaderDirect      uint64 // ids loaded without Redis: Redis failed (degraded), or a lease wait ran out
-	WritesRepaired    uint64 // recent writes invalidated again because they used an epoch or group version renewed meanwhile
+	LocalHits          uint64 // Gets answered by the local tier
+	LocalMisses        uint64 // local lookups that found nothing servable
+	LocalEvictions     uint64 // local entries evicted to make room for others (capacity)
+	LocalEntries       int    // entries held in the local tier now
+	RedisHits          uint64 // values found fresh in Redis (or inside StaleWhileRevalidate)
+	RedisMisses        uint64 // keys absent, stale or corrupt in Redis
+	RedisErrors        uint64 // Redis calls that failed (reads then fell through to the Loader)
+	Corrupt            uint64 // undecodable bytes found in Redis, treated as misses
+	Loads              uint64 // Loader calls (a BatchLoader call counts once per id)
+	LoadErrors         uint64 // Loader calls that failed with something other than ErrNotFound
+	NegativeHits       uint64 // Gets answered "not found" from a cached negative entry
+	LeasesWon          uint64 // misses that took the lease and loaded
+	LeasesLost         uint64 // misses that found another process loading
+	LeaseWaits         uint64 // lost leases that were answered by the holder's fill
+	LeaseTimeouts      uint64 // lost leases that waited LeaseWait and then served stale or loaded themselves
+	FillsRefused       uint64 // loads not cached because a write voided the lease
+	LocalFillsSkipped  uint64 // local fills dropped because an invalidation raced them
+	Sets               uint64 // successful Sets
+	Deletes            uint64 // ids deleted by successful Deletes
+	GroupBumps         uint64 // successful InvalidateGroup calls
+	PeerInvalidations  uint64 // ids dropped from the local tier because a peer invalidated them
+	EarlyRefreshes     uint64 // background refreshes started by an XFetch draw whose load succeeded (see FillsRefused for those a write voided)
+	Revalidations      uint64 // background refreshes of stale values (stale-while-revalidate) whose load succeeded
+	RefreshesDropped   uint64 // background refreshes dropped because the queue was full or the Client closing
+	StaleServed        uint64 // stale values served inside the StaleWhileRevalidate window or after a lease wait
+	StaleOnError       uint64 // stale values served because the Loader (and Redis) failed (StaleIfError)
+	LoaderDirect       uint64 // ids loaded without Redis: Redis failed (degraded), or a lease wait ran out
+	WritesRepaired     uint64 // recent writes invalidated again because they used an epoch or group version renewed meanwhile
+	StaleWritesRefused uint64 // Sets and fills refused because Redis held a higher version (VersionOf)
+	SoftTimeouts       uint64 // Gets answered with a stale value because the load took longer than SoftLoadTimeout
 }
 
 // counters are the atomics behind Stats, each named after its field.
@@ -49,7 +51,7 @@ type counters struct {
 	localFillsSkipped, sets, deletes, groupBumps                   atomic.Uint64
 	peerInvalidations, earlyRefreshes, revalidations               atomic.Uint64
 	refreshesDropped, staleServed, staleOnError, loaderDirect      atomic.Uint64
-	writesRepaired                                                 atomic.Uint64
+	writesRepaired, staleWritesRefused, softTimeouts               atomic.Uint64
 	// localNotServed counts local-tier hits that were not served (stale,
 	// another group version, the bus down): Stats moves them from
 	// LocalHits to LocalMisses.
@@ -66,34 +68,36 @@ func (k *Keyspace[V]) stats() Stats {
 	ls := k.local.Stats()
 	c := &k.counters
 	return Stats{
-		LocalHits:         ls.Hits - notServed,
-		LocalMisses:       ls.Misses + notServed,
-		LocalEvictions:    ls.Evictions,
-		LocalEntries:      k.local.Len(),
-		RedisHits:         c.redisHits.Load(),
-		RedisMisses:       c.redisMisses.Load(),
-		RedisErrors:       c.redisErrors.Load(),
-		Corrupt:           c.corrupt.Load(),
-		Loads:             c.loads.Load(),
-		LoadErrors:        c.loadErrors.Load(),
-		NegativeHits:      c.negativeHits.Load(),
-		LeasesWon:         c.leasesWon.Load(),
-		LeasesLost:        c.leasesLost.Load(),
-		LeaseWaits:        c.leaseWaits.Load(),
-		LeaseTimeouts:     c.leaseTimeouts.Load(),
-		FillsRefused:      c.fillsRefused.Load(),
-		LocalFillsSkipped: c.localFillsSkipped.Load(),
-		Sets:              c.sets.Load(),
-		Deletes:           c.deletes.Load(),
-		GroupBumps:        c.groupBumps.Load(),
-		PeerInvalidations: c.peerInvalidations.Load(),
-		EarlyRefreshes:    c.earlyRefreshes.Load(),
-		Revalidations:     c.revalidations.Load(),
-		RefreshesDropped:  c.refreshesDropped.Load(),
-		StaleServed:       c.staleServed.Load(),
-		StaleOnError:      c.staleOnError.Load(),
-		LoaderDirect:      c.loaderDirect.Load(),
-		WritesRepaired:    c.writesRepaired.Load(),
+		LocalHits:          ls.Hits - notServed,
+		LocalMisses:        ls.Misses + notServed,
+		LocalEvictions:     ls.Evictions,
+		LocalEntries:       k.local.Len(),
+		RedisHits:          c.redisHits.Load(),
+		RedisMisses:        c.redisMisses.Load(),
+		RedisErrors:        c.redisErrors.Load(),
+		Corrupt:            c.corrupt.Load(),
+		Loads:              c.loads.Load(),
+		LoadErrors:         c.loadErrors.Load(),
+		NegativeHits:       c.negativeHits.Load(),
+		LeasesWon:          c.leasesWon.Load(),
+		LeasesLost:         c.leasesLost.Load(),
+		LeaseWaits:         c.leaseWaits.Load(),
+		LeaseTimeouts:      c.leaseTimeouts.Load(),
+		FillsRefused:       c.fillsRefused.Load(),
+		LocalFillsSkipped:  c.localFillsSkipped.Load(),
+		Sets:               c.sets.Load(),
+		Deletes:            c.deletes.Load(),
+		GroupBumps:         c.groupBumps.Load(),
+		PeerInvalidations:  c.peerInvalidations.Load(),
+		EarlyRefreshes:     c.earlyRefreshes.Load(),
+		Revalidations:      c.revalidations.Load(),
+		RefreshesDropped:   c.refreshesDropped.Load(),
+		StaleServed:        c.staleServed.Load(),
+		StaleOnError:       c.staleOnError.Load(),
+		LoaderDirect:       c.loaderDirect.Load(),
+		WritesRepaired:     c.writesRepaired.Load(),
+		StaleWritesRefused: c.staleWritesRefused.Load(),
+		SoftTimeouts:       c.softTimeouts.Load(),
 	}
 }
 

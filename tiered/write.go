@@ -9,55 +9,64 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tiercache/tiercache/invalidation"
 	"github.com/tiercache/tiercache/keys"
 	"github.com/tiercache/tiercache/remote"
 )
 
+// SetOption changes one Set.
+type SetOption func(*setOptions)
+
+type setOptions struct {
+	ttl time.Duration
+}
+
+// WithTTL makes one Set's value fresh in Redis for ttl (jitter is still
+// added) instead of the keyspace's TTL or TTLFor's answer. A ttl <= 0 is
+// ignored.
+func WithTTL(ttl time.Duration) SetOption {
+	return func(o *setOptions) { o.ttl = ttl }
+}
+
 // Set writes v through: to Redis (voiding any lease, so a slow loader's
 // older value cannot overwrite it), to the local tier, and, in the same
 // atomic Redis script, publishes an invalidation so every peer drops its
-// copy. On error the local copy is dropped too and the error names the key.
-func (k *Keyspace[V]) Set(ctx context.Context, id string, v V) error {
+// copy. The local tier holds v as the codec decodes it, as every peer does.
+// On error the local copy is dropped too and the error names the key. With
+// VersionOf, a value older than the one Redis holds changes nothing: Set
+// returns nil, drops this process's copy (the next Get reads Redis's) and
+// counts Stats.StaleWritesRefused.
+func (k *Keyspace[V]) Set(ctx context.Context, id string, v V, opts ...SetOption) error {
 	if err := keys.Validate(id); err != nil {
 		return err
 	}
 	if k.client.closed.Load() {
 		return ErrClosed
 	}
+	var so setOptions
+	for _, o := range opts {
+		o(&so)
+	}
 	h := k.hash(id)
-	var l loaded[V]
+	l := loaded[V]{value: v}
 	payload, err := k.encode(v)
 	if err != nil {
 		return &OpError{Op: "set", Key: keys.Key(k.config.Name, id), Err: err}
 	}
 	gen := k.local.Token(h)
 	m, err := k.resolve(ctx, id) // first: it may learn the server's clock
-	key, version := m.key, m.version
 	var s sealed
 	if err == nil {
-		s = k.seal(l, payload, k.jitter(k.config.TTL), 0)
+		s = k.seal(l, payload, k.ttlFor(id, l, so.ttl), 0)
 		var msgs [][]byte
 		if msgs, err = k.client.publisher.KeysMessage(k.config.Name, []string{id}); err == nil {
-			err = k.client.store.Set(ctx, remote.Write{Key: key, Lease: keys.LeaseKey(key), Env: s.env, TTL: s.redisTTL, Msg: msgs[0]})
+			err = k.client.store.Set(ctx, remote.Write{Key: m.key, Lease: keys.LeaseKey(m.key), Env: s.env, TTL: s.redisTTL, Msg: msgs[0], Version: s.version})
 		}
-	}
-	if errors.Is(err, remote.ErrNotStored) {
-		// Redis is full: it deleted the old value and published instead.
-		k.local.Delete(h, id)
-		k.client.sent.Add(1)
-		return &OpError{Op: "set", Key: key, Err: err}
 	}
 	if err != nil {
-		// Redis may or may not have the new value: serve neither locally,
-		// and queue the id's invalidation for when Redis is back.
-		k.local.Delete(h, id)
-		k.client.queueKeys(k.config.Name, []string{id}, err)
-		if key == "" {
-			key = keys.Key(k.config.Name, id)
-		}
-		return &OpError{Op: "set", Key: key, Err: err}
+		return k.setFailed(m, h, err)
 	}
 	k.client.sent.Add(1)
 	k.client.accepted("publish")
@@ -66,18 +75,42 @@ func (k *Keyspace[V]) Set(ctx context.Context, id string, v V) error {
 	// Hold locally what peers will decode, not v itself: a field the codec
 	// does not store, or a slice the caller goes on changing, must not make
 	// this process disagree with the others.
-	if err := k.config.Codec.Unmarshal(payload, &l.value); err != nil {
+	var held loaded[V]
+	if err := k.config.Codec.Unmarshal(payload, &held.value); err != nil {
 		k.local.Delete(h, id)
 		return nil
 	}
 	// Store locally only if nothing touched the shard since before the
 	// Redis write; otherwise a concurrent write may be newer than ours.
-	now := k.client.clock.Precise()
-	e := k.newEntry(decoded[V]{loaded: l, expiry: s.expiry}, version, now)
+	e := k.newEntry(decoded[V]{loaded: held, expiry: s.expiry}, m.version, k.client.clock.Precise())
 	if !k.local.Replace(h, id, e, int64(max(e.freshUntil, k.staleEnd(&e))), gen) {
 		k.counters.localFillsSkipped.Add(1)
 	}
 	return nil
+}
+
+// setFailed ends a Set that Redis did not take. This process's copy goes
+// in every case: Redis may hold something else now.
+func (k *Keyspace[V]) setFailed(m *miss[V], h uint64, err error) error {
+	k.local.Delete(h, m.id)
+	key := m.key
+	if key == "" {
+		key = keys.Key(k.config.Name, m.id)
+	}
+	switch {
+	case errors.Is(err, remote.ErrOlder):
+		// Redis holds a newer version: nothing changed, nothing to say.
+		k.counters.staleWritesRefused.Add(1)
+		return nil
+	case errors.Is(err, remote.ErrNotStored):
+		// Redis is full: it deleted the old value and published instead.
+		k.client.sent.Add(1)
+	default:
+		// Redis may or may not have the new value: queue the id's
+		// invalidation for when Redis is back.
+		k.client.queueKeys(k.config.Name, []string{m.id}, err)
+	}
+	return &OpError{Op: "set", Key: key, Err: err}
 }
 
 // Delete removes ids from Redis and from every process's local tier (the
