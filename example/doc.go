@@ -2,7 +2,7 @@
 // two replicas (two tiered.Clients, each with its own go-redis client) in
 // front of a simulated database with visible latency, and three keyspaces:
 //
-//   - "user": a Loader, NegativeTTL for missing ids, TTL with jitter,
+//   - "user" (every keyspace name starts with "tiercache-example-"): a Loader, NegativeTTL for missing ids, TTL with jitter,
 //     write-through Set and Delete seen by the other replica over Pub/Sub;
 //   - "product": a Group func (product id -> category), so one
 //     InvalidateGroup call makes a whole category's cached prices
@@ -19,7 +19,9 @@
 //
 //	go run ./example
 //
-// or against a real Redis with -redis host:port or REDIS_ADDR. It exits
-// non-zero, with the reason, when Redis is unreachable or the cache does
-// not do what a step says.
+// or against a real Redis with -redis host:port or REDIS_ADDR: its keys all
+// start with "tiercache-example-" (or "{tiercache-example-"), its
+// invalidations go on the channel "tiercache-example:invalidate", and it
+// deletes its keys when it ends. It exits non-zero, with the reason, when
+// Redis is unreachable or the cache does not do what a step says.
 package main

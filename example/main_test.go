@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/tiercache/tiercache/internal/redistest"
 )
 
 // TestMain checks that a run leaves nothing behind: both Clients, their
@@ -142,5 +144,33 @@ func TestCommas(t *testing.T) {
 		if got := commas(in); got != want {
 			t.Errorf("commas(%d) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestRealRedisKeepsToItsNamespace runs the example against a real
+// redis-server that holds someone else's key: the run touches nothing
+// outside its namespace and leaves no key of its own behind.
+func TestRealRedisKeepsToItsNamespace(t *testing.T) {
+	srv := redistest.Start(t)
+	raw := srv.Client(t)
+	ctx := context.Background()
+	if err := raw.Set(ctx, "user:1", "someone else's", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.Addr, cfg.Embedded = srv.Addr, false
+	var out bytes.Buffer
+	if _, err := run(ctx, cfg, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "removed the") {
+		t.Fatalf("no cleanup reported:\n%s", out.String())
+	}
+	keys, err := raw.Keys(ctx, "*").Result()
+	if err != nil || len(keys) != 1 || keys[0] != "user:1" {
+		t.Fatalf("keys left in Redis after the run: %v, %v; want only the foreign user:1", keys, err)
+	}
+	if v, _ := raw.Get(ctx, "user:1").Result(); v != "someone else's" {
+		t.Fatalf("the foreign key changed: %q", v)
 	}
 }

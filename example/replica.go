@@ -15,6 +15,16 @@ import (
 	"github.com/tiercache/tiercache/tiered"
 )
 
+// The example keeps to a namespace of its own in the Redis it is given:
+// every keyspace name starts with namespace, so every key it writes starts
+// with it (or with "{" + namespace for the metadata keys), and its
+// invalidations travel on a channel of its own. The keys go at the end of
+// the run (cleanup).
+const (
+	namespace      = "tiercache-example-"
+	exampleChannel = "tiercache-example:invalidate"
+)
+
 // replica is one instance of the service: its own go-redis client, its own
 // tiercache Client (and so its own local tier and bus subscription) and the
 // three keyspaces. Two replicas in one process behave like two pods.
@@ -28,9 +38,11 @@ type replica struct {
 }
 
 func newReplica(name, addr string, db *DB, log *zap.Logger) (*replica, error) {
-	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 2 * time.Second})
+	// ContextTimeoutEnabled: go-redis bounds each call by its context
+	// itself, the fastest path (see the README's Quickstart).
+	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 2 * time.Second, ContextTimeoutEnabled: true})
 	rdb.AddHook(probeHook{})
-	c, err := tiered.NewClient(tiered.Options{Redis: rdb, Logger: log.Named(name)})
+	c, err := tiered.NewClient(tiered.Options{Redis: rdb, Logger: log.Named(name), Channel: exampleChannel})
 	if err != nil {
 		rdb.Close()
 		return nil, fmt.Errorf("replica %s: %w", name, err)
@@ -48,7 +60,7 @@ func (r *replica) keyspaces(db *DB) (err error) {
 	// for a missing id costs one query, and a TTL with jitter so users loaded
 	// together do not expire together.
 	r.users, err = tiered.NewKeyspace(r.c, tiered.Config[User]{
-		Name:        "user",
+		Name:        namespace + "user",
 		TTL:         10 * time.Minute,
 		TTLJitter:   time.Minute,
 		LocalTTL:    30 * time.Second,
@@ -61,7 +73,7 @@ func (r *replica) keyspaces(db *DB) (err error) {
 	// Products: one version group per category, so a category-wide price
 	// change is one InvalidateGroup call, not one Delete per product.
 	r.products, err = tiered.NewKeyspace(r.c, tiered.Config[Product]{
-		Name:     "product",
+		Name:     namespace + "product",
 		TTL:      time.Hour,
 		LocalTTL: time.Minute,
 		Group:    productCategory,
@@ -73,7 +85,7 @@ func (r *replica) keyspaces(db *DB) (err error) {
 	// Search: ids are hashes of unbounded user input (keys.Hash), the query
 	// text travels in the context; GetMany loads all misses in one query.
 	r.search, err = tiered.NewKeyspace(r.c, tiered.Config[SearchResult]{
-		Name:        "search",
+		Name:        namespace + "search",
 		TTL:         5 * time.Minute,
 		LocalTTL:    10 * time.Second,
 		LocalPolicy: tiered.TwoQueue,

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"sync"
 	"time"
 
@@ -113,7 +112,46 @@ func run(ctx context.Context, cfg config, w io.Writer) (*result, error) {
 		return res, err
 	}
 	report(p, db, a, b, res)
+	if !cfg.Embedded {
+		n, err := cleanup(ctx, cfg.Addr)
+		if err != nil {
+			return res, err
+		}
+		p.printf("-- removed the %d keys this run left in Redis (%s*)\n", n, namespace)
+	}
 	return res, p.err
+}
+
+// cleanup deletes every key of the example's namespace: values, leases,
+// group versions and epochs. It scans, which a service never needs to: the
+// library itself never enumerates keys.
+func cleanup(ctx context.Context, addr string) (int, error) {
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	n := 0
+	for _, pattern := range []string{namespace + "*", "{" + namespace + "*"} {
+		iter := rdb.Scan(ctx, 0, pattern, 500).Iterator()
+		var batch []string
+		for iter.Next(ctx) {
+			batch = append(batch, iter.Val())
+			if len(batch) == 500 {
+				if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
+					return n, fmt.Errorf("cleaning up: %w", err)
+				}
+				n, batch = n+len(batch), batch[:0]
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return n, fmt.Errorf("cleaning up: %w", err)
+		}
+		if len(batch) > 0 {
+			if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
+				return n, fmt.Errorf("cleaning up: %w", err)
+			}
+			n += len(batch)
+		}
+	}
+	return n, nil
 }
 
 // ping fails fast, before any Client starts, when Redis is not there: a
@@ -130,24 +168,11 @@ func ping(ctx context.Context, addr string) error {
 	return nil
 }
 
-// clearLeftovers removes what an earlier run left in a real Redis, with the
-// library's own invalidation calls: Delete for ids, InvalidateGroup for the
-// product categories.
+// clearLeftovers makes whatever an interrupted earlier run left in a real
+// Redis unreachable, with one library call per keyspace: InvalidateAll.
 func clearLeftovers(ctx context.Context, r *replica, cfg config) error {
-	ids := make([]string, 0, cfg.Users+200)
-	for i := 1; i <= cfg.Users+200; i++ {
-		ids = append(ids, strconv.Itoa(i))
-	}
-	ids = append(ids, missingUser)
-	if err := r.users.Delete(ctx, ids...); err != nil {
-		return fmt.Errorf("clearing earlier runs: %w", err)
-	}
-	_, sids := withQueries(ctx, append(scenarioQueries, loadQueries...)...)
-	if err := r.search.Delete(ctx, sids...); err != nil {
-		return fmt.Errorf("clearing earlier runs: %w", err)
-	}
-	for _, c := range categories {
-		if err := r.products.InvalidateGroup(ctx, c); err != nil {
+	for _, err := range []error{r.users.InvalidateAll(ctx), r.products.InvalidateAll(ctx), r.search.InvalidateAll(ctx)} {
+		if err != nil {
 			return fmt.Errorf("clearing earlier runs: %w", err)
 		}
 	}
