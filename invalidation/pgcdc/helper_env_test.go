@@ -1,0 +1,3 @@
+package pgcdc
+
+const helperEnv = "TIERCACHE_PGCDC_HELPER"
