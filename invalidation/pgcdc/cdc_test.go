@@ -23,8 +23,8 @@ const propagation = 10 * time.Second
 func TestSQLWritesReachEveryClient(t *testing.T) {
 	dsn := newDB(t)
 	db := pool(t, dsn)
-	exec(t, db, itemsSchema)
-	exec(t, db, `INSERT INTO items VALUES ('1', 'old'), ('2', 'old')`)
+	sqlExec(t, db, itemsSchema)
+	sqlExec(t, db, `INSERT INTO items VALUES ('1', 'old'), ('2', 'old')`)
 	rs := redistest.Start(t)
 	a, b, writer := newPeer(t, rs, db), newPeer(t, rs, db), newPeer(t, rs, db)
 	w := startWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "public.items", Target: writer.items}}})
@@ -40,9 +40,9 @@ func TestSQLWritesReachEveryClient(t *testing.T) {
 			t.Fatalf("Get(3) = %q before the insert", got)
 		}
 	}
-	exec(t, db, `UPDATE items SET val = 'new' WHERE id = '1'`)
-	exec(t, db, `DELETE FROM items WHERE id = '2'`)
-	exec(t, db, `INSERT INTO items VALUES ('3', 'born')`)
+	sqlExec(t, db, `UPDATE items SET val = 'new' WHERE id = '1'`)
+	sqlExec(t, db, `DELETE FROM items WHERE id = '2'`)
+	sqlExec(t, db, `INSERT INTO items VALUES ('3', 'born')`)
 	for i, p := range []*peer{a, b} {
 		eventually(t, propagation, fmt.Sprintf("client %d sees the UPDATE, DELETE and INSERT", i), func() bool {
 			return p.get(t, "1") == "new" && p.get(t, "2") == "" && p.get(t, "3") == "born"
@@ -59,8 +59,8 @@ func TestSQLWritesReachEveryClient(t *testing.T) {
 func TestLargeTransactionIsOneDelete(t *testing.T) {
 	dsn := newDB(t)
 	db := pool(t, dsn)
-	exec(t, db, itemsSchema)
-	exec(t, db, `INSERT INTO items SELECT g::text, 'v1' FROM generate_series(1, 10000) g`)
+	sqlExec(t, db, itemsSchema)
+	sqlExec(t, db, `INSERT INTO items SELECT g::text, 'v1' FROM generate_series(1, 10000) g`)
 	rs := redistest.Start(t)
 	hook := &roundTrips{}
 	writer, reader := newPeer(t, rs, db, hook), newPeer(t, rs, db)
@@ -74,7 +74,7 @@ func TestLargeTransactionIsOneDelete(t *testing.T) {
 	}
 	before := w.Stats()
 	hook.start()
-	exec(t, db, `UPDATE items SET val = 'v2'`)
+	sqlExec(t, db, `UPDATE items SET val = 'v2'`)
 	eventually(t, propagation, "the transaction is applied", func() bool { return w.Stats().Transactions > before.Transactions })
 	trips, cmds := hook.stop()
 	after := w.Stats()
@@ -92,8 +92,8 @@ func TestLargeTransactionIsOneDelete(t *testing.T) {
 func TestTruncateInvalidatesTheKeyspace(t *testing.T) {
 	dsn := newDB(t)
 	db := pool(t, dsn)
-	exec(t, db, itemsSchema)
-	exec(t, db, `INSERT INTO items VALUES ('a', '1'), ('b', '2')`)
+	sqlExec(t, db, itemsSchema)
+	sqlExec(t, db, `INSERT INTO items VALUES ('a', '1'), ('b', '2')`)
 	rs := redistest.Start(t)
 	writer, reader := newPeer(t, rs, db), newPeer(t, rs, db)
 	w := startWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: writer.items}}})
@@ -101,7 +101,7 @@ func TestTruncateInvalidatesTheKeyspace(t *testing.T) {
 	if reader.get(t, "a") != "1" || reader.get(t, "b") != "2" {
 		t.Fatal("rows not cached")
 	}
-	exec(t, db, `TRUNCATE items`)
+	sqlExec(t, db, `TRUNCATE items`)
 	eventually(t, propagation, "every cached row is gone", func() bool {
 		return reader.get(t, "a") == "" && reader.get(t, "b") == ""
 	})
@@ -115,7 +115,7 @@ func TestTruncateInvalidatesTheKeyspace(t *testing.T) {
 func TestCustomIDsAndGroups(t *testing.T) {
 	dsn := newDB(t)
 	db := pool(t, dsn)
-	exec(t, db, `CREATE TABLE products (id int PRIMARY KEY, sku text, category text, price int);
+	sqlExec(t, db, `CREATE TABLE products (id int PRIMARY KEY, sku text, category text, price int);
 		ALTER TABLE products REPLICA IDENTITY FULL;
 		INSERT INTO products VALUES (1, 'A1', 'tools', 10), (2, 'B2', 'tools', 20), (3, 'C3', 'toys', 30)`)
 	rs := redistest.Start(t)
@@ -160,8 +160,8 @@ func TestCustomIDsAndGroups(t *testing.T) {
 		t.Fatal("not cached")
 	}
 	before := w.Stats()
-	exec(t, db, `UPDATE products SET price = price + 1 WHERE category = 'tools'`)
-	exec(t, db, `UPDATE products SET price = 31 WHERE id = 3`)
+	sqlExec(t, db, `UPDATE products SET price = price + 1 WHERE category = 'tools'`)
+	sqlExec(t, db, `UPDATE products SET price = 31 WHERE id = 3`)
 	eventually(t, propagation, "both categories reloaded", func() bool {
 		return get("tools/A1") == "11" && get("tools/B2") == "21" && get("toys/C3") == "31"
 	})
@@ -186,12 +186,12 @@ func TestCustomIDsAndGroups(t *testing.T) {
 func TestUnknownTablesAreIgnoredAndCounted(t *testing.T) {
 	dsn := newDB(t)
 	db := pool(t, dsn)
-	exec(t, db, itemsSchema)
-	exec(t, db, `CREATE TABLE other (id int PRIMARY KEY); CREATE PUBLICATION everything FOR ALL TABLES`)
+	sqlExec(t, db, itemsSchema)
+	sqlExec(t, db, `CREATE TABLE other (id int PRIMARY KEY); CREATE PUBLICATION everything FOR ALL TABLES`)
 	rs := redistest.Start(t)
 	w := startWatcher(t, Config{ConnString: dsn, Publication: "everything", Rules: []Rule{{Table: "items", Target: newPeer(t, rs, db).items}}})
 	eventually(t, propagation, "the watcher holds the slot", func() bool { return w.Stats().Active })
-	exec(t, db, `INSERT INTO other SELECT generate_series(1, 3)`)
+	sqlExec(t, db, `INSERT INTO other SELECT generate_series(1, 3)`)
 	var lsn uint64
 	if err := db.QueryRow(ctxT(t), `SELECT (pg_current_wal_lsn() - '0/0')::bigint`).Scan(&lsn); err != nil {
 		t.Fatal(err)
@@ -211,15 +211,15 @@ func TestUnknownTablesAreIgnoredAndCounted(t *testing.T) {
 func TestNothingConfirmedWhileRedisIsDown(t *testing.T) {
 	dsn := newDB(t)
 	db := pool(t, dsn)
-	exec(t, db, itemsSchema)
-	exec(t, db, `INSERT INTO items VALUES ('1', 'old')`)
+	sqlExec(t, db, itemsSchema)
+	sqlExec(t, db, `INSERT INTO items VALUES ('1', 'old')`)
 	rs := redistest.Start(t)
 	writer := newPeer(t, rs, db)
 	w := startWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: writer.items}},
 		RetryBackoff: 10 * time.Millisecond, MaxRetryBackoff: 50 * time.Millisecond})
 	eventually(t, propagation, "the watcher holds the slot", func() bool { return w.Stats().Active })
 	rs.Kill(t)
-	exec(t, db, `UPDATE items SET val = 'new' WHERE id = '1'`)
+	sqlExec(t, db, `UPDATE items SET val = 'new' WHERE id = '1'`)
 	var lsn uint64
 	if err := db.QueryRow(ctxT(t), `SELECT (pg_current_wal_lsn() - '0/0')::bigint`).Scan(&lsn); err != nil {
 		t.Fatal(err)

@@ -92,7 +92,7 @@ func pool(t testing.TB, dsn string) *pgxpool.Pool {
 	return p
 }
 
-func exec(t testing.TB, db *pgxpool.Pool, sql string, args ...any) {
+func sqlExec(t testing.TB, db *pgxpool.Pool, sql string, args ...any) {
 	t.Helper()
 	if _, err := db.Exec(ctxT(t), sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)

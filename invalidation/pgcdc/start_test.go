@@ -42,10 +42,10 @@ func wantErr(t *testing.T, err error, parts ...string) {
 func TestStartErrors(t *testing.T) {
 	dsn := newDB(t)
 	db := pool(t, dsn)
-	exec(t, db, itemsSchema)
-	exec(t, db, `CREATE TABLE nokey (a text)`)
-	exec(t, db, `CREATE TABLE nothing (id text PRIMARY KEY); ALTER TABLE nothing REPLICA IDENTITY NOTHING`)
-	exec(t, db, `CREATE ROLE app LOGIN; GRANT ALL ON items TO app`)
+	sqlExec(t, db, itemsSchema)
+	sqlExec(t, db, `CREATE TABLE nokey (a text)`)
+	sqlExec(t, db, `CREATE TABLE nothing (id text PRIMARY KEY); ALTER TABLE nothing REPLICA IDENTITY NOTHING`)
+	sqlExec(t, db, `CREATE ROLE app LOGIN; GRANT ALL ON items TO app`)
 	items := []Rule{{Table: "public.items", Target: nopTarget{}}}
 
 	t.Run("table missing", func(t *testing.T) {
@@ -65,16 +65,16 @@ func TestStartErrors(t *testing.T) {
 		wantErr(t, err, "REPLICA IDENTITY NOTHING", "would fail")
 	})
 	t.Run("not a table", func(t *testing.T) {
-		exec(t, db, `CREATE VIEW v AS SELECT 1 AS x`)
+		sqlExec(t, db, `CREATE VIEW v AS SELECT 1 AS x`)
 		wantErr(t, startErr(t, Config{ConnString: dsn, Rules: []Rule{{Table: "v", Target: nopTarget{}}}}), "is not a table")
 	})
 	t.Run("slot of another plugin", func(t *testing.T) {
-		exec(t, db, `SELECT pg_create_logical_replication_slot('other', 'test_decoding')`)
+		sqlExec(t, db, `SELECT pg_create_logical_replication_slot('other', 'test_decoding')`)
 		err := startErr(t, Config{ConnString: dsn, Slot: "other", Rules: items})
 		wantErr(t, err, `replication slot "other" exists`, `"test_decoding"`)
 	})
 	t.Run("publication without deletes", func(t *testing.T) {
-		exec(t, db, `CREATE PUBLICATION nodel FOR TABLE items WITH (publish = 'insert, update')`)
+		sqlExec(t, db, `CREATE PUBLICATION nodel FOR TABLE items WITH (publish = 'insert, update')`)
 		err := startErr(t, Config{ConnString: dsn, Publication: "nodel", Rules: items})
 		wantErr(t, err, `publication "nodel" does not publish every kind of change`, `ALTER PUBLICATION "nodel" SET`)
 	})
@@ -129,7 +129,7 @@ func TestStartRejectsUnreachableServer(t *testing.T) {
 func TestReplicaIdentityWarning(t *testing.T) {
 	dsn := newDB(t)
 	db := pool(t, dsn)
-	exec(t, db, `CREATE TABLE products (id int PRIMARY KEY, sku text, category text)`)
+	sqlExec(t, db, `CREATE TABLE products (id int PRIMARY KEY, sku text, category text)`)
 	rule := Rule{Table: "public.products", Target: nopTarget{},
 		IDs:    func(c Change) []string { return []string{c.New["sku"], c.Old["sku"]} },
 		Groups: func(c Change) []string { return []string{"cat/" + c.Old["category"]} },
@@ -151,13 +151,13 @@ func TestReplicaIdentityWarning(t *testing.T) {
 	if cols := strings.Join(toStrings(fields["old_columns"]), ","); cols != "category,sku" {
 		t.Fatalf("the warning names old columns %q, want category,sku", cols)
 	}
-	exec(t, db, `ALTER TABLE products REPLICA IDENTITY FULL`)
+	sqlExec(t, db, `ALTER TABLE products REPLICA IDENTITY FULL`)
 	if got := warnings(); len(got) != 0 {
 		t.Fatalf("warnings with REPLICA IDENTITY FULL: %v", got)
 	}
 	// The primary key alone is what the default identity sends: no warning.
 	rule.IDs, rule.Groups = nil, nil
-	exec(t, db, `ALTER TABLE products REPLICA IDENTITY DEFAULT`)
+	sqlExec(t, db, `ALTER TABLE products REPLICA IDENTITY DEFAULT`)
 	if got := warnings(); len(got) != 0 {
 		t.Fatalf("warnings for the default ids: %v", got)
 	}

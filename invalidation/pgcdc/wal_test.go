@@ -13,8 +13,8 @@ import (
 func TestQuietTablesDoNotRetainWAL(t *testing.T) {
 	dsn := newDB(t)
 	db := pool(t, dsn)
-	exec(t, db, itemsSchema)
-	exec(t, db, `CREATE TABLE noise (id bigserial PRIMARY KEY, pad text)`) // in no publication
+	sqlExec(t, db, itemsSchema)
+	sqlExec(t, db, `CREATE TABLE noise (id bigserial PRIMARY KEY, pad text)`) // in no publication
 	rs := redistest.Start(t)
 	w := startWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: newPeer(t, rs, db).items}}})
 	eventually(t, propagation, "the watcher holds the slot", func() bool { return w.Stats().Active })
@@ -36,9 +36,9 @@ func TestQuietTablesDoNotRetainWAL(t *testing.T) {
 	}
 	startLSN = lsn()
 	for i := 0; i < rounds; i++ {
-		exec(t, db, `INSERT INTO noise (pad) SELECT repeat('x', 1000) FROM generate_series(1, $1)`, perRound)
+		sqlExec(t, db, `INSERT INTO noise (pad) SELECT repeat('x', 1000) FROM generate_series(1, $1)`, perRound)
 		if i%8 == 7 {
-			exec(t, db, `CHECKPOINT`) // logs the running transactions the slot's restart point advances on
+			sqlExec(t, db, `CHECKPOINT`) // logs the running transactions the slot's restart point advances on
 		}
 		_, _, unconfirmed := slotLSNs(t, db, "tiercache")
 		worst = max(worst, unconfirmed)
@@ -48,11 +48,11 @@ func TestQuietTablesDoNotRetainWAL(t *testing.T) {
 	if written < 2*bound {
 		t.Fatalf("the noise wrote only %d bytes of WAL; the test needs far more than the bound", written)
 	}
-	exec(t, db, `CHECKPOINT`)
+	sqlExec(t, db, `CHECKPOINT`)
 	eventually(t, 20*time.Second, "the slot confirms past the noise and its restart point follows", func() bool {
 		_, retained, unconfirmed := slotLSNs(t, db, "tiercache")
 		if retained > bound {
-			exec(t, db, `CHECKPOINT`)
+			sqlExec(t, db, `CHECKPOINT`)
 		}
 		return unconfirmed < segment16 && retained <= bound && int64(w.Stats().ConfirmedLSN) >= endLSN
 	})

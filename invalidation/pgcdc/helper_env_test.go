@@ -1,3 +1,0 @@
-package pgcdc
-
-const helperEnv = "TIERCACHE_PGCDC_HELPER"
