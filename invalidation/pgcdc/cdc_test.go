@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/tiered"
@@ -239,4 +241,45 @@ func TestNothingConfirmedWhileRedisIsDown(t *testing.T) {
 		st := w.Stats()
 		return st.Invalidations >= 1 && st.ConfirmedLSN >= lsn && !confirmedBelow()
 	})
+}
+
+// Close returns promptly even while invalidations are being retried
+// (Redis down), and releases the slot for the next consumer at once.
+func TestCloseIsBoundedAndReleasesTheSlot(t *testing.T) {
+	dsn := newDB(t)
+	db := pool(t, dsn)
+	sqlExec(t, db, itemsSchema)
+	rs := redistest.Start(t)
+	target := newPeer(t, rs, db).items
+	cfg := Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: target}}}
+	w := startWatcher(t, cfg)
+	eventually(t, propagation, "the watcher holds the slot", func() bool { return w.Stats().Active })
+	core, logs := observer.New(zap.InfoLevel)
+	ncfg := cfg
+	ncfg.Logger = zap.New(core)
+	next := startWatcher(t, ncfg)
+	eventually(t, propagation, "the second watcher is a standby", func() bool { return next.Stats().Standby })
+	rs.Kill(t)
+	sqlExec(t, db, `INSERT INTO items VALUES ('1', 'x')`)
+	eventually(t, propagation, "the invalidation is being retried", func() bool { return w.Stats().Retries > 0 })
+	start := time.Now()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Close took %v while retrying", took)
+	}
+	if err := w.Close(); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	if w.Stats().Active {
+		t.Fatal("a closed watcher says it holds the slot")
+	}
+	eventually(t, 5*time.Second, "the standby takes the released slot", func() bool { return next.Stats().Active })
+	if st := next.Stats(); st.Takeovers != 1 || st.Standby {
+		t.Fatalf("standby stats after taking over: %+v", st)
+	}
+	if n := logs.FilterMessageSnippet("took over").Len(); n != 1 {
+		t.Fatalf("%d takeover log lines, want 1", n)
+	}
 }

@@ -16,7 +16,7 @@ import (
 // nopTarget is an Invalidator that does nothing, for Start's checks.
 type nopTarget struct{}
 
-func (nopTarget) Delete(context.Context, ...string) error        { return nil }
+func (nopTarget) Delete(context.Context, ...string) error       { return nil }
 func (nopTarget) InvalidateGroup(context.Context, string) error { return nil }
 
 // startErr runs Start, which must fail, and returns its error.

@@ -19,7 +19,7 @@ const (
 	receivePoll = 100 * time.Millisecond
 	// feedbackGap is the least time between two status updates sent only
 	// because the confirmed position moved.
-	feedbackGap = 20 * time.Millisecond
+	feedbackGap  = 20 * time.Millisecond
 	closeTimeout = time.Second // bound on the goodbye to the server at Close
 )
 
@@ -35,6 +35,7 @@ func (w *Watcher) runStream() {
 	waited := false // was a standby since it last held the slot
 	for w.ctx.Err() == nil {
 		held, err := w.session(waited)
+		w.st.standby.Store(errors.Is(err, errSlotBusy))
 		if held {
 			waited, backoff = false, w.cfg.RetryBackoff
 		}
@@ -85,6 +86,7 @@ func (w *Watcher) session(waited bool) (held bool, err error) {
 		return false, fmt.Errorf("start replication on slot %q: %w", w.cfg.Slot, err)
 	}
 	w.led.raise(floor)
+	w.st.standby.Store(false)
 	w.st.active.Store(true)
 	defer w.st.active.Store(false)
 	if waited {
@@ -132,6 +134,8 @@ func (w *Watcher) stream(conn *pgconn.PgConn) error {
 	var sent uint64
 	var lastSent time.Time
 	reply := true // report at once: the server learns where this consumer stands
+	var win pollWindow
+	defer win.stop()
 	for {
 		now := time.Now()
 		if conf := w.led.confirmable(); reply || conf > sent && now.Sub(lastSent) >= feedbackGap || now.Sub(lastSent) >= w.cfg.StatusInterval {
@@ -140,9 +144,7 @@ func (w *Watcher) stream(conn *pgconn.PgConn) error {
 			}
 			sent, lastSent, reply = conf, now, false
 		}
-		ctx, cancel := context.WithTimeout(w.ctx, receivePoll)
-		msg, err := conn.ReceiveMessage(ctx)
-		cancel()
+		msg, err := conn.ReceiveMessage(win.at(w.ctx, now))
 		switch {
 		case w.ctx.Err() != nil:
 			return w.goodbye(conn)
@@ -166,6 +168,31 @@ func (w *Watcher) stream(conn *pgconn.PgConn) error {
 		case *pgproto3.CopyDone:
 			return errors.New("the server ended the replication stream")
 		}
+	}
+}
+
+// pollWindow is the context of receives: one serves every read of a
+// receivePoll window, since a context (and its timer) per message would cost
+// more than decoding the message.
+type pollWindow struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	until  time.Time
+}
+
+// at returns the window's context, opening a new window when it has ended.
+func (p *pollWindow) at(parent context.Context, now time.Time) context.Context {
+	if p.ctx == nil || !now.Before(p.until) {
+		p.stop()
+		p.until = now.Add(receivePoll)
+		p.ctx, p.cancel = context.WithDeadline(parent, p.until)
+	}
+	return p.ctx
+}
+
+func (p *pollWindow) stop() {
+	if p.cancel != nil {
+		p.cancel()
 	}
 }
 

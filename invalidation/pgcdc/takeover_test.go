@@ -156,6 +156,7 @@ func takeoverRun(t *testing.T, redisFault bool) {
 	first := startChild(t, dsn, rs.Addr)
 	first.waitFor(t, "active")
 	standby := startWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: newPeer(t, rs, db).items}}})
+	eventually(t, propagation, "the in-process watcher is a standby", func() bool { return standby.Stats().Standby })
 
 	var done atomic.Int64
 	var wg sync.WaitGroup

@@ -218,6 +218,7 @@ func (w *Watcher) Stats() Stats { return w.st.snapshot() }
 // Stats are a Watcher's counters since Start.
 type Stats struct {
 	Active        bool   // this Watcher holds the slot now
+	Standby       bool   // another consumer held the slot at this Watcher's last try; it tries again every StandbyRetry
 	Changes       uint64 // row changes (and truncated tables) received for tables a rule names
 	Ignored       uint64 // row changes received for tables no rule names
 	Transactions  uint64 // committed transactions whose invalidations were applied
@@ -234,7 +235,7 @@ type Stats struct {
 }
 
 type counters struct {
-	active                                        atomic.Bool
+	active, standby                               atomic.Bool
 	changes, ignored, transactions, invalidations atomic.Uint64
 	calls, retries, skipped                       atomic.Uint64
 	confirmed, serverLSN, takeovers, resyncs      atomic.Uint64
@@ -244,6 +245,7 @@ type counters struct {
 func (c *counters) snapshot() Stats {
 	s := Stats{
 		Active:        c.active.Load(),
+		Standby:       c.standby.Load(),
 		Changes:       c.changes.Load(),
 		Ignored:       c.ignored.Load(),
 		Transactions:  c.transactions.Load(),
