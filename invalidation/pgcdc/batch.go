@@ -24,27 +24,19 @@ func newBatch(limits []int) *batch {
 	return &batch{work: make([]work, len(limits)), limits: limits}
 }
 
-func (b *batch) addID(t int, id string) {
-	w := &b.work[t]
-	if w.all {
-		return
-	}
-	if w.ids == nil {
-		w.ids = make(map[string]struct{})
-	}
-	w.ids[id] = struct{}{}
-	b.bound(t)
-}
+func (b *batch) addID(t int, id string)       { b.add(t, &b.work[t].ids, id) }
+func (b *batch) addGroup(t int, group string) { b.add(t, &b.work[t].groups, group) }
 
-func (b *batch) addGroup(t int, group string) {
-	w := &b.work[t]
-	if w.all {
+// add puts s into target t's set (its ids or its groups), unless the whole
+// target goes anyway.
+func (b *batch) add(t int, set *map[string]struct{}, s string) {
+	if b.work[t].all {
 		return
 	}
-	if w.groups == nil {
-		w.groups = make(map[string]struct{})
+	if *set == nil {
+		*set = make(map[string]struct{})
 	}
-	w.groups[group] = struct{}{}
+	(*set)[s] = struct{}{}
 	b.bound(t)
 }
 

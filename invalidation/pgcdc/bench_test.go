@@ -42,8 +42,7 @@ func BenchmarkCommitToEviction(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	w := startWatcher(b, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: target}}})
-	eventually(b, propagation, "the watcher holds the slot", func() bool { return w.Stats().Active })
+	activeWatcher(b, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: target}}})
 	for i := 0; i < n; i++ {
 		if err := local.Set(ctx, strconv.Itoa(i), "old"); err != nil {
 			b.Fatal(err)

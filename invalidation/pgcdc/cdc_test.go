@@ -29,8 +29,7 @@ func TestSQLWritesReachEveryClient(t *testing.T) {
 	sqlExec(t, db, `INSERT INTO items VALUES ('1', 'old'), ('2', 'old')`)
 	rs := redistest.Start(t)
 	a, b, writer := newPeer(t, rs, db), newPeer(t, rs, db), newPeer(t, rs, db)
-	w := startWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "public.items", Target: writer.items}}})
-	eventually(t, propagation, "the watcher holds the slot", func() bool { return w.Stats().Active })
+	w := activeWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "public.items", Target: writer.items}}})
 
 	for _, p := range []*peer{a, b} {
 		for _, id := range []string{"1", "2"} {
@@ -66,8 +65,7 @@ func TestLargeTransactionIsOneDelete(t *testing.T) {
 	rs := redistest.Start(t)
 	hook := &roundTrips{}
 	writer, reader := newPeer(t, rs, db, hook), newPeer(t, rs, db)
-	w := startWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: writer.items}}})
-	eventually(t, propagation, "the watcher holds the slot", func() bool { return w.Stats().Active })
+	w := activeWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: writer.items}}})
 	if got := reader.get(t, "7"); got != "v1" {
 		t.Fatalf("Get(7) = %q", got)
 	}
@@ -98,8 +96,7 @@ func TestTruncateInvalidatesTheKeyspace(t *testing.T) {
 	sqlExec(t, db, `INSERT INTO items VALUES ('a', '1'), ('b', '2')`)
 	rs := redistest.Start(t)
 	writer, reader := newPeer(t, rs, db), newPeer(t, rs, db)
-	w := startWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: writer.items}}})
-	eventually(t, propagation, "the watcher holds the slot", func() bool { return w.Stats().Active })
+	w := activeWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: writer.items}}})
 	if reader.get(t, "a") != "1" || reader.get(t, "b") != "2" {
 		t.Fatal("rows not cached")
 	}
@@ -141,7 +138,7 @@ func TestCustomIDsAndGroups(t *testing.T) {
 	writer, reader := newProducts(), newProducts()
 	var seen []Change
 	var mu sync.Mutex
-	w := startWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "products", Target: writer,
+	w := activeWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "products", Target: writer,
 		IDs: func(c Change) []string {
 			mu.Lock()
 			seen = append(seen, c)
@@ -150,7 +147,6 @@ func TestCustomIDsAndGroups(t *testing.T) {
 		},
 		Groups: func(c Change) []string { return []string{c.Old["category"]} },
 	}}})
-	eventually(t, propagation, "the watcher holds the slot", func() bool { return w.Stats().Active })
 	get := func(id string) string {
 		v, err := reader.Get(ctxT(t), id)
 		if err != nil {
@@ -191,8 +187,7 @@ func TestUnknownTablesAreIgnoredAndCounted(t *testing.T) {
 	sqlExec(t, db, itemsSchema)
 	sqlExec(t, db, `CREATE TABLE other (id int PRIMARY KEY); CREATE PUBLICATION everything FOR ALL TABLES`)
 	rs := redistest.Start(t)
-	w := startWatcher(t, Config{ConnString: dsn, Publication: "everything", Rules: []Rule{{Table: "items", Target: newPeer(t, rs, db).items}}})
-	eventually(t, propagation, "the watcher holds the slot", func() bool { return w.Stats().Active })
+	w := activeWatcher(t, Config{ConnString: dsn, Publication: "everything", Rules: []Rule{{Table: "items", Target: newPeer(t, rs, db).items}}})
 	sqlExec(t, db, `INSERT INTO other SELECT generate_series(1, 3)`)
 	var lsn uint64
 	if err := db.QueryRow(ctxT(t), `SELECT (pg_current_wal_lsn() - '0/0')::bigint`).Scan(&lsn); err != nil {
@@ -217,9 +212,8 @@ func TestNothingConfirmedWhileRedisIsDown(t *testing.T) {
 	sqlExec(t, db, `INSERT INTO items VALUES ('1', 'old')`)
 	rs := redistest.Start(t)
 	writer := newPeer(t, rs, db)
-	w := startWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: writer.items}},
+	w := activeWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: writer.items}},
 		RetryBackoff: 10 * time.Millisecond, MaxRetryBackoff: 50 * time.Millisecond})
-	eventually(t, propagation, "the watcher holds the slot", func() bool { return w.Stats().Active })
 	rs.Kill(t)
 	sqlExec(t, db, `UPDATE items SET val = 'new' WHERE id = '1'`)
 	var lsn uint64

@@ -200,6 +200,14 @@ func startWatcher(t testing.TB, cfg Config) *Watcher {
 	return w
 }
 
+// activeWatcher is startWatcher, returning once the Watcher holds the slot.
+func activeWatcher(t testing.TB, cfg Config) *Watcher {
+	t.Helper()
+	w := startWatcher(t, cfg)
+	eventually(t, propagation, "the watcher holds the slot", func() bool { return w.Stats().Active })
+	return w
+}
+
 // slotLSNs returns the slot's confirmed_flush_lsn and the bytes of WAL
 // between the server's current position and the slot's restart_lsn (what
 // the slot retains) and confirmed_flush_lsn.

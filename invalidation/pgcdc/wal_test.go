@@ -16,8 +16,7 @@ func TestQuietTablesDoNotRetainWAL(t *testing.T) {
 	sqlExec(t, db, itemsSchema)
 	sqlExec(t, db, `CREATE TABLE noise (id bigserial PRIMARY KEY, pad text)`) // in no publication
 	rs := redistest.Start(t)
-	w := startWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: newPeer(t, rs, db).items}}})
-	eventually(t, propagation, "the watcher holds the slot", func() bool { return w.Stats().Active })
+	w := activeWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: newPeer(t, rs, db).items}}})
 
 	const (
 		rounds    = 40
