@@ -35,6 +35,9 @@ func readServer(ctx context.Context, conn *pgx.Conn) (server, error) {
 // check returns what makes logical replication impossible on s, and how to
 // fix it.
 func (s server) check() error {
+	if s.version < 130000 {
+		return fmt.Errorf("pgcdc: PostgreSQL with server_version_num %d is too old: this package needs 13 or newer", s.version)
+	}
 	if s.walLevel != "logical" {
 		return fmt.Errorf("pgcdc: wal_level is %q, logical replication needs \"logical\": run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL (on a managed service, enable logical replication in its parameter group or flags)", s.walLevel)
 	}

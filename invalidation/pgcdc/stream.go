@@ -96,37 +96,6 @@ func (w *Watcher) session(waited bool) (held bool, err error) {
 	return true, w.stream(conn)
 }
 
-// slotFloor returns the slot's confirmed position (a standby taking over
-// starts from it), re-creating the slot if it has vanished. A vanished slot
-// means changes may have been missed, so every target is invalidated whole.
-func (w *Watcher) slotFloor(conn *pgconn.PgConn) (uint64, error) {
-	res, err := conn.Exec(w.ctx, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '"+w.cfg.Slot+"'").ReadAll()
-	if err != nil {
-		return 0, fmt.Errorf("read slot %q: %w", w.cfg.Slot, err)
-	}
-	if len(res) == 1 && len(res[0].Rows) == 1 {
-		if v := res[0].Rows[0][0]; v != nil {
-			lsn, err := pglogrepl.ParseLSN(string(v))
-			return uint64(lsn), err
-		}
-		return 0, nil
-	}
-	_, err = pglogrepl.CreateReplicationSlot(w.ctx, conn, w.cfg.Slot, "pgoutput",
-		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
-	if err != nil && !isCode(err, codeDuplicateObject) {
-		return 0, fmt.Errorf("re-create vanished slot %q: %w", w.cfg.Slot, err)
-	}
-	w.st.resyncs.Add(1)
-	w.log.Error("pgcdc: the replication slot had vanished (dropped by hand, or invalidated by max_slot_wal_keep_size) and was re-created; changes in between are unknown, so every target is invalidated whole",
-		zap.String("slot", w.cfg.Slot))
-	b := newBatch(w.limits)
-	for t := range w.targets {
-		b.invalidateAll(t)
-	}
-	w.led.commit(b)
-	return 0, nil
-}
-
 // stream reads the replication stream, hands each committed transaction to
 // the applier and reports the confirmable position, until an error or Close.
 func (w *Watcher) stream(conn *pgconn.PgConn) error {

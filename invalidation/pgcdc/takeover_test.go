@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ const (
 	helperEnv      = "TIERCACHE_PGCDC_HELPER"
 	helperPostgres = "TIERCACHE_PGCDC_HELPER_POSTGRES"
 	helperRedis    = "TIERCACHE_PGCDC_HELPER_REDIS"
+	helperTimeout  = "TIERCACHE_PGCDC_HELPER_SERVER_TIMEOUT" // Config.ServerTimeout, when set
 )
 
 // TestHelperWatcher is not a test: it is the child process of the takeover
@@ -47,8 +49,9 @@ func TestHelperWatcher(t *testing.T) {
 		fmt.Println("error", err)
 		return
 	}
+	serverTimeout, _ := time.ParseDuration(os.Getenv(helperTimeout))
 	w, err := Start(ctxT(t), Config{ConnString: os.Getenv(helperPostgres), Rules: []Rule{{Table: "items", Target: items}},
-		StandbyRetry: 200 * time.Millisecond, StatusInterval: 200 * time.Millisecond})
+		StandbyRetry: 200 * time.Millisecond, StatusInterval: 200 * time.Millisecond, ServerTimeout: serverTimeout})
 	if err != nil {
 		fmt.Println("error", err)
 		return
@@ -67,10 +70,11 @@ type child struct {
 	exited chan error
 }
 
-func startChild(t *testing.T, dsn, redisAddr string) *child {
+func startChild(t *testing.T, dsn, redisAddr string, env ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperWatcher$", "-test.count=1")
 	cmd.Env = append(os.Environ(), helperEnv+"=1", helperPostgres+"="+dsn, helperRedis+"="+redisAddr)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -155,8 +159,7 @@ func takeoverRun(t *testing.T, redisFault bool) {
 
 	first := startChild(t, dsn, rs.Addr)
 	first.waitFor(t, "active")
-	standby := startWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: newPeer(t, rs, db).items}}})
-	eventually(t, propagation, "the in-process watcher is a standby", func() bool { return standby.Stats().Standby })
+	standby := standbyWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: newPeer(t, rs, db).items}}})
 
 	var done atomic.Int64
 	var wg sync.WaitGroup
@@ -195,6 +198,18 @@ func takeoverRun(t *testing.T, redisFault bool) {
 	}
 	at(updates * 3 / 10)
 	first.kill(t)
+	killed := time.Now()
+	eventually(t, 30*time.Second, "the standby took over", func() bool {
+		st := standby.Stats()
+		return st.Active && st.Takeovers == 1
+	})
+	// The bound after a process dies: StandbyRetry (200ms here), plus the
+	// connection and start of replication.
+	if took := time.Since(killed); took > 200*time.Millisecond+2*time.Second {
+		t.Errorf("the standby took over %v after the kill", took)
+	} else {
+		t.Logf("the standby took over within %v of the kill", took)
+	}
 	if redisFault {
 		at(updates * 5 / 10)
 		rs.Kill(t)
@@ -204,11 +219,6 @@ func takeoverRun(t *testing.T, redisFault bool) {
 	writersWG.Wait()
 	close(stop)
 	wg.Wait()
-
-	eventually(t, 30*time.Second, "the standby took over", func() bool {
-		st := standby.Stats()
-		return st.Active && st.Takeovers == 1
-	})
 	want := map[string]string{}
 	rows, err := db.Query(ctxT(t), `SELECT id, val FROM items`)
 	if err != nil {
@@ -244,3 +254,44 @@ func takeoverRun(t *testing.T, redisFault bool) {
 func TestTakeoverAfterKillLosesNothing(t *testing.T) { takeoverRun(t, false) }
 
 func TestTakeoverAndRedisRestartLoseNothing(t *testing.T) { takeoverRun(t, true) }
+
+// A consumer that stops answering without closing its connection (its host
+// froze or the network dropped: SIGSTOP here) is ended by the server after
+// ServerTimeout (wal_sender_timeout, set per connection), and a standby takes
+// over: the bound is ServerTimeout + StandbyRetry.
+func TestTakeoverFromFrozenConsumer(t *testing.T) {
+	dsn := newDB(t)
+	db := pool(t, dsn)
+	sqlExec(t, db, itemsSchema)
+	sqlExec(t, db, `INSERT INTO items VALUES ('1', 'old')`)
+	rs := redistest.Start(t)
+	reader := newPeer(t, rs, db)
+	const serverTimeout = 2 * time.Second
+	frozen := startChild(t, dsn, rs.Addr, helperTimeout+"="+serverTimeout.String())
+	frozen.waitFor(t, "active")
+	standby := standbyWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: newPeer(t, rs, db).items}}})
+	if reader.get(t, "1") != "old" {
+		t.Fatal("not cached")
+	}
+	if err := frozen.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	sqlExec(t, db, `UPDATE items SET val = 'new' WHERE id = '1'`)
+	eventually(t, 4*serverTimeout, "the standby takes over from the frozen consumer", func() bool { return standby.Stats().Active })
+	took := time.Since(stopped)
+	t.Logf("took over %v after the consumer froze (ServerTimeout %v, StandbyRetry 200ms)", took, serverTimeout)
+	if took < serverTimeout/2 || took > serverTimeout+200*time.Millisecond+2*time.Second {
+		t.Fatalf("took over after %v; want about ServerTimeout %v + StandbyRetry", took, serverTimeout)
+	}
+	eventually(t, propagation, "the change made while the consumer froze reaches the reader", func() bool { return reader.get(t, "1") == "new" })
+}
+
+// standbyWatcher starts a Watcher that must find the slot held: it returns
+// once the Watcher is a standby.
+func standbyWatcher(t *testing.T, cfg Config) *Watcher {
+	t.Helper()
+	w := startWatcher(t, cfg)
+	eventually(t, propagation, "the watcher is a standby", func() bool { return w.Stats().Standby })
+	return w
+}
