@@ -129,28 +129,49 @@ func TestOpString(t *testing.T) {
 	}
 }
 
-// Malformed replication messages are errors, never panics.
-func TestParseRejectsMalformedMessages(t *testing.T) {
+// Malformed replication messages are errors, never panics or allocations
+// beyond the message's size.
+func TestDecodeRejectsMalformedMessages(t *testing.T) {
 	for _, data := range [][]byte{
 		nil,
 		{'I'},                        // insert without a body
 		{'I', 0, 0, 0, 1, 'N', 0, 5}, // five columns announced, none present
+		{'I', 0, 0, 0, 1, 'N', 0, 1, 't', 0xff, 0xff, 0xff, 0xff, 'x'}, // a 4 GB value in 1 byte
+		{'I', 0, 0, 0, 1, 'X', 0, 0},                                   // not a new tuple
+		{'I', 0, 0, 0, 1, 'N', 0, 1, 'q'},                              // unknown column kind
 		{'U', 0, 0, 0, 1, 'K'},
+		{'U', 0, 0, 0, 1, 'K', 0, 0, 'Z'}, // old tuple, then no new one
+		{'D', 0, 0, 0, 1, 'N', 0, 0},      // a delete with a new tuple
 		{'R', 0},
-		{'Z', 1, 2, 3}, // unknown type
+		{'R', 0, 0, 0, 1, 'p', 'u', 'b', 0, 't', 0, 'd', 0xff, 0xff}, // 65535 columns in 0 bytes
+		{'T', 0xff, 0xff, 0xff, 0xff, 0},                             // 4 billion relations in 0 bytes
+		{'C', 0, 1, 2},
+		{'S', 1, 2, 3}, // a streaming message: not in protocol version 1
 	} {
-		if _, err := parse(data); !errors.Is(err, errProtocol) {
-			t.Errorf("parse(%q) = %v, want errProtocol", data, err)
+		if _, err := decodeMessage(data); !errors.Is(err, errProtocol) {
+			t.Errorf("decodeMessage(%q) = %v, want errProtocol", data, err)
 		}
+	}
+	m, err := decodeMessage([]byte{'U', 0, 0, 0, 7, 'O', 0, 2, 'n', 't', 0, 0, 0, 1, 'a', 'N', 0, 2, 'u', 't', 0, 0, 0, 1, 'b'})
+	if err != nil || m.relID != 7 || len(m.old) != 2 || string(m.old[1].data) != "a" || m.new[0].kind != 'u' || string(m.new[1].data) != "b" {
+		t.Fatalf("a valid UPDATE decoded as %+v, %v", m, err)
+	}
+	if row := rowOf([]string{"x", "y"}, m.new); len(row) != 1 || row["y"] != "b" {
+		t.Fatalf("rowOf leaves out unchanged TOAST values: %v", row)
 	}
 }
 
-func FuzzParse(f *testing.F) {
+func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte{'B', 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3})
 	f.Add([]byte{'I', 0, 0, 0, 1, 'N', 0, 1, 't', 0, 0, 0, 1, 'x'})
 	f.Add([]byte{'D', 0, 0, 0, 1, 'K', 0, 1, 'n'})
+	f.Add([]byte{'R', 0, 0, 0, 1, 'p', 0, 't', 0, 'd', 0, 1, 1, 'i', 'd', 0, 0, 0, 0, 25, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{'T', 0, 0, 0, 1, 0, 0, 0, 0, 9})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = parse(data) // must not panic
+		m, err := decodeMessage(data) // must not panic
+		if err == nil && len(m.new)+len(m.old)+len(m.columns)+len(m.relIDs) > len(data) {
+			t.Fatalf("decoded more items than bytes: %+v", m)
+		}
 	})
 }
 

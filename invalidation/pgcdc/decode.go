@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pglogrepl"
 	"go.uber.org/zap"
 
 	"github.com/tiercache/tiercache/keys"
@@ -38,65 +37,38 @@ func newDecoder(w *Watcher) *decoder {
 // inTxn reports whether a transaction's BEGIN was seen and its COMMIT not yet.
 func (d *decoder) inTxn() bool { return d.txn != nil }
 
-// parse decodes one message, turning a panic of the decoder on malformed
-// bytes into an error.
-func parse(data []byte) (m pglogrepl.Message, err error) {
-	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: empty message", errProtocol)
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			m, err = nil, fmt.Errorf("%w: malformed %q message: %v", errProtocol, data[0], r)
-		}
-	}()
-	m, err = pglogrepl.Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %q message: %v", errProtocol, data[0], err)
-	}
-	return m, nil
-}
-
 // handle applies one message; it returns the transaction's batch on COMMIT.
 func (d *decoder) handle(data []byte) (*batch, error) {
-	m, err := parse(data)
+	m, err := decodeMessage(data)
 	if err != nil {
 		return nil, err
 	}
-	switch m := m.(type) {
-	case *pglogrepl.BeginMessage:
-		d.txn, d.lsn = newBatch(d.w.limits), uint64(m.FinalLSN)
-	case *pglogrepl.CommitMessage:
+	switch m.kind {
+	case msgBegin:
+		d.txn, d.lsn = newBatch(d.w.limits), m.finalLSN
+	case msgCommit:
 		if d.txn == nil {
 			return nil, fmt.Errorf("%w: COMMIT outside a transaction", errProtocol)
 		}
 		b := d.txn
-		b.end, b.txns = uint64(m.TransactionEndLSN), 1
+		b.end, b.txns = m.endLSN, 1
 		d.txn = nil
 		return b, nil
-	case *pglogrepl.RelationMessage:
-		d.announce(m)
-	case *pglogrepl.InsertMessage:
-		return nil, d.change(m.RelationID, Insert, nil, m.Tuple)
-	case *pglogrepl.UpdateMessage:
-		return nil, d.change(m.RelationID, Update, m.OldTuple, m.NewTuple)
-	case *pglogrepl.DeleteMessage:
-		return nil, d.change(m.RelationID, Delete, m.OldTuple, nil)
-	case *pglogrepl.TruncateMessage:
-		return nil, d.truncate(m.RelationIDs)
+	case msgRelation:
+		// Sent before a table's first change in a session, and again after
+		// its schema changed.
+		d.rel[m.relID] = &relation{table: m.relation, columns: m.columns, rule: d.w.rules[m.relation]}
+	case msgInsert:
+		return nil, d.change(m, Insert)
+	case msgUpdate:
+		return nil, d.change(m, Update)
+	case msgDelete:
+		return nil, d.change(m, Delete)
+	case msgTruncate:
+		return nil, d.truncate(m.relIDs)
 	}
 	// Origin, Type and logical decoding messages carry nothing to invalidate.
 	return nil, nil
-}
-
-// announce records a Relation message: sent before a table's first change
-// in a session and again after its schema changes.
-func (d *decoder) announce(m *pglogrepl.RelationMessage) {
-	r := &relation{table: m.Namespace + "." + m.RelationName, columns: make([]string, len(m.Columns))}
-	for i, c := range m.Columns {
-		r.columns[i] = c.Name
-	}
-	r.rule = d.w.rules[r.table]
-	d.rel[m.RelationID] = r
 }
 
 // relationOf returns the announced relation of a change.
@@ -112,8 +84,8 @@ func (d *decoder) relationOf(oid uint32) (*relation, error) {
 }
 
 // change runs the table's rule on one row change.
-func (d *decoder) change(oid uint32, op Op, old, fresh *pglogrepl.TupleData) error {
-	r, err := d.relationOf(oid)
+func (d *decoder) change(m pgMessage, op Op) error {
+	r, err := d.relationOf(m.relID)
 	if err != nil {
 		return err
 	}
@@ -123,7 +95,7 @@ func (d *decoder) change(oid uint32, op Op, old, fresh *pglogrepl.TupleData) err
 	}
 	d.w.st.changes.Add(1)
 	d.txn.changes++
-	c := Change{Table: r.table, Op: op, Old: rowOf(r.columns, old), New: rowOf(r.columns, fresh), LSN: d.lsn}
+	c := Change{Table: r.table, Op: op, Old: rowOf(r.columns, m.old), New: rowOf(r.columns, m.new), LSN: d.lsn}
 	d.collect(r.rule, c)
 	return nil
 }
@@ -148,14 +120,14 @@ func (d *decoder) truncate(oids []uint32) error {
 
 // rowOf maps a tuple's columns to their text values; NULLs and unchanged
 // TOASTed values are left out.
-func rowOf(columns []string, t *pglogrepl.TupleData) map[string]string {
-	if t == nil {
+func rowOf(names []string, cols []column) map[string]string {
+	if cols == nil {
 		return nil
 	}
-	row := make(map[string]string, len(t.Columns))
-	for i, c := range t.Columns {
-		if i < len(columns) && (c.DataType == pglogrepl.TupleDataTypeText || c.DataType == pglogrepl.TupleDataTypeBinary) {
-			row[columns[i]] = string(c.Data)
+	row := make(map[string]string, len(cols))
+	for i, c := range cols {
+		if i < len(names) && (c.kind == 't' || c.kind == 'b') {
+			row[names[i]] = string(c.data)
 		}
 	}
 	return row

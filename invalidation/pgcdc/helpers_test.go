@@ -3,6 +3,7 @@ package pgcdc
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -37,8 +38,9 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	if os.Getenv(helperEnv) != "" {
-		return m.Run() // a child process: its parent owns the servers
+	flag.Parse()
+	if os.Getenv(helperEnv) != "" || flag.Lookup("test.fuzzworker").Value.String() == "true" {
+		return m.Run() // a child process, or a fuzzing worker: no servers needed
 	}
 	var err error
 	if pg, err = pgtest.StartE(pgtest.Options{}); err != nil {
