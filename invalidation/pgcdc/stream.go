@@ -103,8 +103,14 @@ func (w *Watcher) stream(conn *pgconn.PgConn) error {
 	var sent uint64
 	var lastSent time.Time
 	reply := true // report at once: the server learns where this consumer stands
-	var win pollWindow
-	defer win.stop()
+	// Receives wait on a read deadline of the connection, set once per
+	// receivePoll window, rather than on a context per message: pgconn
+	// watches every context it is given (a registration and its removal
+	// per message), which cost more than decoding the message. Close ends
+	// a wait by moving the deadline to now.
+	var until time.Time
+	stop := context.AfterFunc(w.ctx, func() { _ = conn.Conn().SetReadDeadline(time.Now()) })
+	defer stop()
 	for {
 		now := time.Now()
 		if conf := w.led.confirmable(); reply || conf > sent && now.Sub(lastSent) >= feedbackGap || now.Sub(lastSent) >= w.cfg.StatusInterval {
@@ -113,7 +119,13 @@ func (w *Watcher) stream(conn *pgconn.PgConn) error {
 			}
 			sent, lastSent, reply = conf, now, false
 		}
-		msg, err := conn.ReceiveMessage(win.at(w.ctx, now))
+		if !now.Before(until) && w.ctx.Err() == nil {
+			until = now.Add(receivePoll)
+			if err := conn.Conn().SetReadDeadline(until); err != nil {
+				return fmt.Errorf("set read deadline: %w", err)
+			}
+		}
+		msg, err := conn.ReceiveMessage(context.Background())
 		switch {
 		case w.ctx.Err() != nil:
 			return w.goodbye(conn)
@@ -137,31 +149,6 @@ func (w *Watcher) stream(conn *pgconn.PgConn) error {
 		case *pgproto3.CopyDone:
 			return errors.New("the server ended the replication stream")
 		}
-	}
-}
-
-// pollWindow is the context of receives: one serves every read of a
-// receivePoll window, since a context (and its timer) per message would cost
-// more than decoding the message.
-type pollWindow struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	until  time.Time
-}
-
-// at returns the window's context, opening a new window when it has ended.
-func (p *pollWindow) at(parent context.Context, now time.Time) context.Context {
-	if p.ctx == nil || !now.Before(p.until) {
-		p.stop()
-		p.until = now.Add(receivePoll)
-		p.ctx, p.cancel = context.WithDeadline(parent, p.until)
-	}
-	return p.ctx
-}
-
-func (p *pollWindow) stop() {
-	if p.cancel != nil {
-		p.cancel()
 	}
 }
 
