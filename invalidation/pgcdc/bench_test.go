@@ -19,7 +19,7 @@ import (
 // 1,000 transactions per second, the time from COMMIT returning to the old
 // value being gone from a peer's local tier: p50, p99 and max, in ms. Each
 // transaction changes a row of its own that the peer holds locally (Set
-// beforehand); a poller checks the outstanding rows every ~100µs, so the
+// beforehand); a poller checks the outstanding rows every ~250µs, so the
 // figures include up to that much polling delay. to-delete-* is the part
 // from COMMIT returning to the Watcher calling Delete (PostgreSQL's
 // walsender and the Watcher); the rest is Redis and the bus. Run with
@@ -97,7 +97,7 @@ func BenchmarkCommitToEviction(b *testing.B) {
 				kept = append(kept, i)
 			}
 			pending = kept
-			time.Sleep(100 * time.Microsecond)
+			time.Sleep(250 * time.Microsecond)
 		}
 	}()
 	b.ResetTimer()
