@@ -54,8 +54,9 @@ type Change struct {
 }
 
 // Invalidator is what a rule invalidates: *tiered.Keyspace[V] satisfies it.
-// Delete is called at most once per transaction (or batch of transactions)
-// with every id of it, InvalidateGroup once per distinct group.
+// Each attempt calls Delete once per transaction (or run of transactions
+// queued behind a slow call) with every id of it, and InvalidateGroup once
+// per distinct group; what failed is called again until it returns nil.
 type Invalidator interface {
 	Delete(ctx context.Context, ids ...string) error
 	InvalidateGroup(ctx context.Context, group string) error

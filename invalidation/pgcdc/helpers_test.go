@@ -67,6 +67,12 @@ func runTests(m *testing.M) int {
 	return code
 }
 
+// A Keyspace is an Invalidator, and can invalidate all (for TRUNCATE).
+var (
+	_ Invalidator    = (*tiered.Keyspace[string])(nil)
+	_ AllInvalidator = (*tiered.Keyspace[string])(nil)
+)
+
 var dbSeq atomic.Int64
 
 // newDB creates a database of its own for the test and returns its

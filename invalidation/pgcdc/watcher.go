@@ -225,7 +225,7 @@ type Stats struct {
 	Invalidations uint64 // ids deleted, groups bumped and keyspaces invalidated, by calls that returned nil
 	Calls         uint64 // Invalidator calls that returned nil
 	Retries       uint64 // rounds of retrying invalidations that failed
-	Skipped       uint64 // ids and groups skipped as empty or not valid tiercache keys (nothing can be cached under them)
+	Skipped       uint64 // ids and groups skipped as not valid tiercache keys (nothing can be cached under them)
 	ConfirmedLSN  uint64 // the last position confirmed to PostgreSQL (flush position of the standby status update)
 	ServerLSN     uint64 // the server's WAL end, as last reported on the replication connection
 	LagBytes      uint64 // ServerLSN - ConfirmedLSN: WAL written that this Watcher has not confirmed yet
