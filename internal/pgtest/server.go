@@ -17,12 +17,10 @@ import (
 )
 
 const (
-	startTimeout   = 30 * time.Second      // initdb plus startup; a fresh server is ready in about a second
-	stopTimeout    = 10 * time.Second      // immediate shutdown, before SIGKILL
-	pollInterval   = 10 * time.Millisecond // readiness poll
-	portAttempts   = 5                     // fresh ports tried when another process wins the race for one
-	restartTimeout = 5 * time.Second       // Restart keeps its port, so it retries while the port is busy
-	restartBackoff = 50 * time.Millisecond
+	startTimeout = 30 * time.Second      // initdb plus startup; a fresh server is ready in about a second
+	stopTimeout  = 10 * time.Second      // immediate shutdown, before SIGKILL
+	pollInterval = 10 * time.Millisecond // readiness poll
+	portAttempts = 5                     // fresh ports tried when another process wins the race for one
 
 	dataDir   = "data"       // PGDATA inside the server's directory
 	logFile   = "server.log" // postgres's stderr: its whole log
@@ -321,42 +319,45 @@ func (s *Server) ConnStringAs(role, db string) string {
 // stays for Restart. Stopping a server that is not running does nothing.
 func (s *Server) Stop(tb testing.TB) {
 	tb.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stopLocked()
-}
-
-func (s *Server) stopLocked() {
-	if s.proc != nil {
-		s.proc.stop()
-		s.proc = nil
-	}
+	s.must(tb, s.stop)
 }
 
 // Restart starts the server again on the same port with the same data,
 // stopping it first if it is running, and returns once it is ready.
 func (s *Server) Restart(tb testing.TB) {
 	tb.Helper()
-	if err := s.restart(); err != nil {
+	s.must(tb, s.restart)
+}
+
+// must runs step under s.mu, failing the test on its error.
+func (s *Server) must(tb testing.TB, step func() error) {
+	tb.Helper()
+	s.mu.Lock()
+	err := step()
+	s.mu.Unlock()
+	if err != nil {
 		tb.Fatalf("%v", err)
 	}
 }
 
+// stop ends the running postmaster, if any. s.mu must be held.
+func (s *Server) stop() error {
+	if s.proc != nil {
+		s.proc.stop()
+		s.proc = nil
+	}
+	return nil
+}
+
+// restart stops and launches the server. s.mu must be held. postgres binds
+// with SO_REUSEADDR, so the port it just left is free for it again at once
+// (unless another process took it meanwhile: then the error says so).
 func (s *Server) restart() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
 		return fmt.Errorf("pgtest: restart %s: %w", s.Addr, ErrClosed)
 	}
-	s.stopLocked()
-	deadline := time.Now().Add(restartTimeout)
-	for {
-		err := s.launch()
-		if err == nil || !errors.Is(err, errAddrInUse) || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(restartBackoff)
-	}
+	_ = s.stop()
+	return s.launch()
 }
 
 // Close stops the server and removes its directory. It is for StartE users
@@ -368,7 +369,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	s.stopLocked()
+	_ = s.stop()
 	if err := os.RemoveAll(s.dir); err != nil {
 		return fmt.Errorf("pgtest: close %s: %w", s.Addr, err)
 	}

@@ -125,7 +125,10 @@ func TestCloseRemovesEverything(t *testing.T) {
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("%s still exists after Close: %v", dir, err)
 	}
-	if err := s.restart(); !errors.Is(err, ErrClosed) {
+	s.mu.Lock()
+	err = s.restart()
+	s.mu.Unlock()
+	if !errors.Is(err, ErrClosed) {
 		t.Fatalf("restart after Close = %v, want ErrClosed", err)
 	}
 }
