@@ -139,9 +139,17 @@ func isCode(err error, code string) bool {
 	return errors.As(err, &pe) && pe.Code == code
 }
 
+// isDuplicate reports whether err says another session made the object
+// first: duplicate_object, or, when two CREATEs race past the existence
+// check, the catalog's unique index.
+func isDuplicate(err error) bool {
+	return isCode(err, codeDuplicateObject) || isCode(err, codeUniqueViolation)
+}
+
 // SQLSTATEs this package reacts to.
 const (
 	codeDuplicateObject  = "42710" // a publication or slot made concurrently by another replica
+	codeUniqueViolation  = "23505" // the same, caught by a catalog index
 	codeObjectInUse      = "55006" // the slot is active for another consumer
 	codeUndefinedObject  = "42704" // the slot does not exist
 	codeInsufficientPriv = "42501"

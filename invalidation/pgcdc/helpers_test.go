@@ -84,7 +84,19 @@ func newDB(t testing.TB) string {
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbSeq.Add(1))
 	pg.Psql(t, "", "CREATE DATABASE "+name)
 	t.Cleanup(func() {
-		_, _ = pg.PsqlE("", fmt.Sprintf(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '%s' AND NOT active`, name))
+		// A closed Watcher's walsender may take a moment to exit and free
+		// its slot; slot names are per server, so a slot left behind would
+		// collide with the next test's.
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			left, err := pg.PsqlE("", fmt.Sprintf(`SELECT count(pg_drop_replication_slot(slot_name)) FILTER (WHERE NOT active), count(*) FILTER (WHERE active)
+				FROM pg_replication_slots WHERE database = '%s'`, name))
+			if err == nil && strings.HasSuffix(left, "|0") {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Errorf("the slots of database %s are still active 10s after the test", name)
 	})
 	return pg.ConnString(name)
 }

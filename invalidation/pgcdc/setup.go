@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -18,7 +19,7 @@ func publish(ctx context.Context, conn *pgx.Conn, pub string, tables []table) er
 			FROM pg_publication WHERE pubname = $1`, pub).Scan(&all, &ins, &upd, &del, &trunc, &viaRoot)
 		if errors.Is(err, pgx.ErrNoRows) {
 			err = createPublication(ctx, conn, pub, tables)
-			if isCode(err, codeDuplicateObject) && attempt == 0 {
+			if isDuplicate(err) && attempt == 0 {
 				continue // another replica created it a moment ago: check that one
 			}
 			return err
@@ -51,7 +52,7 @@ func createPublication(ctx context.Context, conn *pgx.Conn, pub string, tables [
 	sql := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)",
 		pgx.Identifier{pub}.Sanitize(), strings.Join(names, ", "))
 	if _, err := conn.Exec(ctx, sql); err != nil {
-		if isCode(err, codeDuplicateObject) {
+		if isDuplicate(err) {
 			return err
 		}
 		return fmt.Errorf("pgcdc: create publication %q: %w (it needs CREATE on the database and ownership of the tables; or have their owner run: %s)", pub, err, sql)
@@ -83,12 +84,19 @@ func addTables(ctx context.Context, conn *pgx.Conn, pub string, tables []table) 
 		return nil
 	}
 	sql := fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", pgx.Identifier{pub}.Sanitize(), strings.Join(missing, ", "))
-	if _, err := conn.Exec(ctx, sql); err != nil && !isCode(err, codeDuplicateObject) {
+	if _, err := conn.Exec(ctx, sql); err != nil && !isDuplicate(err) {
 		return fmt.Errorf("pgcdc: publication %q lacks %s and adding them failed: %w (have the owner of the tables run: %s)",
 			pub, strings.Join(missing, ", "), err, sql)
 	}
 	return nil
 }
+
+// A slot another replica is creating shows no plugin yet; ensureSlot waits
+// for it this often, this many times.
+const (
+	slotCreatingPoll  = 50 * time.Millisecond
+	slotCreatingPolls = 100
+)
 
 // ensureSlot makes sure slot is a logical pgoutput slot of this database,
 // creating it when missing.
@@ -102,7 +110,7 @@ func ensureSlot(ctx context.Context, conn *pgx.Conn, slot, database string) erro
 			switch {
 			case err == nil:
 				return nil
-			case isCode(err, codeDuplicateObject) && attempt == 0:
+			case isDuplicate(err) && attempt == 0:
 				continue // another replica created it a moment ago: check that one
 			case isCode(err, codeTooManySlots):
 				return fmt.Errorf("pgcdc: create replication slot %q: %w (raise max_replication_slots, or drop unused slots)", slot, err)
@@ -112,8 +120,16 @@ func ensureSlot(ctx context.Context, conn *pgx.Conn, slot, database string) erro
 		if err != nil {
 			return fmt.Errorf("pgcdc: read replication slot %q: %w", slot, err)
 		}
+		if deref(plugin) == "" && deref(kind) == "logical" && attempt < slotCreatingPolls {
+			// Another replica is creating it this moment: the plugin is
+			// recorded once its decoding context is ready.
+			if !sleep(ctx, slotCreatingPoll) {
+				return ctx.Err()
+			}
+			continue
+		}
 		if deref(kind) != "logical" || deref(plugin) != "pgoutput" || deref(db) != database {
-			return fmt.Errorf("pgcdc: replication slot %q exists but is a %s slot of plugin %q on database %q; this package needs a logical pgoutput slot on %q: choose another Config.Slot",
+			return fmt.Errorf("pgcdc: replication slot %q exists but is a %s slot of plugin %q on database %q; this package needs a logical pgoutput slot on %q: choose another Config.Slot (slot names are per server, not per database)",
 				slot, deref(kind), deref(plugin), deref(db), database)
 		}
 		return nil

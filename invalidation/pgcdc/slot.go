@@ -45,7 +45,7 @@ func (w *Watcher) slotFloor(conn *pgconn.PgConn) (uint64, error) {
 func (w *Watcher) resync(conn *pgconn.PgConn, why string) error {
 	_, err := pglogrepl.CreateReplicationSlot(w.ctx, conn, w.cfg.Slot, "pgoutput",
 		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
-	if err != nil && !isCode(err, codeDuplicateObject) {
+	if err != nil && !isDuplicate(err) {
 		return fmt.Errorf("re-create slot %q: %w", w.cfg.Slot, err)
 	}
 	w.st.resyncs.Add(1)
