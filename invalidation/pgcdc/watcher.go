@@ -126,6 +126,7 @@ func replicationConfig(cfg Config) (*pgconn.Config, error) {
 	// The server ends a consumer it has not heard from for this long, which
 	// frees the slot for a standby (settable per connection since 12).
 	repl.RuntimeParams["wal_sender_timeout"] = fmt.Sprint(cfg.ServerTimeout.Milliseconds())
+	gatherReads(repl)
 	return repl, nil
 }
 
