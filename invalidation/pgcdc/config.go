@@ -144,30 +144,23 @@ func (c *Config) applyDefaults() error {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
-	if c.StandbyRetry <= 0 {
-		c.StandbyRetry = defaultStandbyRetry
-	}
-	if c.ServerTimeout <= 0 {
-		c.ServerTimeout = defaultServerTimeout
-	}
-	if c.StatusInterval <= 0 {
-		c.StatusInterval = defaultStatusInterval
-	}
+	orDefault(&c.StandbyRetry, defaultStandbyRetry)
+	orDefault(&c.ServerTimeout, defaultServerTimeout)
+	orDefault(&c.StatusInterval, defaultStatusInterval)
 	c.StatusInterval = min(c.StatusInterval, c.ServerTimeout/2)
-	if c.ApplyTimeout <= 0 {
-		c.ApplyTimeout = defaultApplyTimeout
-	}
-	if c.RetryBackoff <= 0 {
-		c.RetryBackoff = defaultRetryBackoff
-	}
-	if c.MaxRetryBackoff <= 0 {
-		c.MaxRetryBackoff = defaultMaxRetryBackoff
-	}
+	orDefault(&c.ApplyTimeout, defaultApplyTimeout)
+	orDefault(&c.RetryBackoff, defaultRetryBackoff)
+	orDefault(&c.MaxRetryBackoff, defaultMaxRetryBackoff)
 	c.MaxRetryBackoff = max(c.MaxRetryBackoff, c.RetryBackoff)
-	if c.MaxPendingIDs <= 0 {
-		c.MaxPendingIDs = defaultMaxPendingIDs
-	}
+	orDefault(&c.MaxPendingIDs, defaultMaxPendingIDs)
 	return nil
+}
+
+// orDefault sets a zero or negative setting to its default.
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // validSlotName applies PostgreSQL's rule for slot names, so that a bad name
