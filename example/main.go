@@ -30,6 +30,7 @@ func mainErr(args []string, out io.Writer) error {
 	load := fs.Duration("load", 2*time.Second, "length of the load phase")
 	workers := fs.Int("workers", 32, "reader goroutines in the load phase, half on each replica")
 	latency := fs.Duration("db-latency", 20*time.Millisecond, "simulated database round trip")
+	postgres := fs.String("postgres", os.Getenv("DATABASE_URL"), "PostgreSQL connection `string` (default $DATABASE_URL; empty: no change-data-capture step)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -39,7 +40,7 @@ func mainErr(args []string, out io.Writer) error {
 
 	cfg := config{
 		Addr: *addr, Latency: *latency, Users: 300, Products: 120,
-		Workers: *workers, Load: *load, WriteEach: 20 * time.Millisecond,
+		Workers: *workers, Load: *load, WriteEach: 20 * time.Millisecond, Postgres: *postgres,
 	}
 	where := "Redis at " + cfg.Addr
 	if cfg.Addr == "" {
@@ -51,7 +52,7 @@ func mainErr(args []string, out io.Writer) error {
 		cfg.Addr, cfg.Embedded = mr.Addr(), true
 		where = "an embedded miniredis at " + cfg.Addr
 	}
-	if log, err := warnLogger(); err == nil {
+	if log, err := warnLogger(cfg.Embedded); err == nil {
 		defer log.Sync() //nolint:errcheck // stderr
 		cfg.Logger = log
 	}
@@ -80,8 +81,13 @@ func startMiniredis() (*miniredis.Miniredis, error) {
 
 // warnLogger is zap's production logger (JSON on stderr) at warn level: the
 // library's rate-limited warnings show, its debug events do not.
-func warnLogger() (*zap.Logger, error) {
+func warnLogger(embedded bool) (*zap.Logger, error) {
 	zc := zap.NewProductionConfig()
 	zc.Level = zap.NewAtomicLevelAt(zap.WarnLevel)
+	if embedded {
+		// miniredis has no INFO server section, so the library warns that
+		// it cannot detect restarts: true, and beside the point in-process.
+		zc.Level = zap.NewAtomicLevelAt(zap.ErrorLevel)
+	}
 	return zc.Build()
 }

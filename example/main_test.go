@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/tiercache/tiercache/internal/pgtest"
 	"github.com/tiercache/tiercache/internal/redistest"
 )
 
@@ -172,5 +173,27 @@ func TestRealRedisKeepsToItsNamespace(t *testing.T) {
 	}
 	if v, _ := raw.Get(ctx, "user:1").Result(); v != "someone else's" {
 		t.Fatalf("the foreign key changed: %q", v)
+	}
+}
+
+// TestChangeDataCapture runs the example with a PostgreSQL: an UPDATE made
+// in SQL reaches both replicas, and the run leaves no replication slot,
+// publication or table behind.
+func TestChangeDataCapture(t *testing.T) {
+	pg := pgtest.Start(t)
+	cfg := testConfig(t)
+	cfg.Postgres = pg.ConnString("postgres")
+	var out bytes.Buffer
+	if _, err := run(context.Background(), cfg, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "an UPDATE made in SQL") {
+		t.Fatalf("no change-data-capture step in:\n%s", out.String())
+	}
+	left := pg.Psql(t, "postgres", `SELECT count(*) FROM pg_replication_slots`) +
+		pg.Psql(t, "postgres", `SELECT count(*) FROM pg_publication`) +
+		pg.Psql(t, "postgres", `SELECT count(*) FROM pg_tables WHERE tablename = 'tiercache_example_users'`)
+	if strings.ReplaceAll(strings.TrimSpace(left), "\n", "") != "000" {
+		t.Fatalf("left in PostgreSQL (slots, publications, tables): %q", left)
 	}
 }

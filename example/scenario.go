@@ -25,6 +25,7 @@ type config struct {
 	Load      time.Duration // load-phase length
 	WriteEach time.Duration // load-phase: one user write-through per interval
 	Logger    *zap.Logger   // nil: no logging
+	Postgres  string        // a PostgreSQL to show change data capture with; "": skip it
 }
 
 // result holds the facts the scenario established, for the test to assert.
@@ -105,6 +106,12 @@ func run(ctx context.Context, cfg config, w io.Writer) (*result, error) {
 	}
 	for _, step := range steps {
 		if err := step(ctx, p, db, a, b, res); err != nil {
+			return res, err
+		}
+	}
+	if cfg.Postgres != "" {
+		p.printf("-- invalidation from the database: PostgreSQL logical replication (invalidation/pgcdc)\n")
+		if err := stepCDC(ctx, p, cfg.Postgres, a, b); err != nil {
 			return res, err
 		}
 	}
