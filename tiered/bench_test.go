@@ -70,6 +70,7 @@ func BenchmarkRedisHit(b *testing.B) {
 		}
 	}
 	ids := []string{"1", "2"}
+	rkeys := []string{keyOf(b, k, "1"), keyOf(b, k, "2")}
 	b.Run("tiercache", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
@@ -81,7 +82,7 @@ func BenchmarkRedisHit(b *testing.B) {
 	b.Run("go-redis-GET", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if _, err := rdb.Get(ctx, "bu:"+ids[i&1]).Bytes(); err != nil {
+			if _, err := rdb.Get(ctx, rkeys[i&1]).Bytes(); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -407,13 +408,17 @@ func BenchmarkGetMany100(b *testing.B) {
 			}
 		}
 	})
+	rkeys := make([]string, len(ids))
+	for i, id := range ids {
+		rkeys[i] = keyOf(b, k, id)
+	}
 	b.Run("pipeline+json", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
 			cmds := make([]*redis.StringCmd, len(ids))
 			_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for j, id := range ids {
-					cmds[j] = p.Get(ctx, "gm:"+id)
+				for j := range ids {
+					cmds[j] = p.Get(ctx, rkeys[j])
 				}
 				return nil
 			})
