@@ -156,6 +156,23 @@ type Config[V any] struct {
 	// bounds the entries. Default 0: entries only.
 	LocalMaxBytes int64
 
+	// VerifyRate is the fraction of hits (local and Redis) checked again
+	// against the source in the background, after VerifyDelay: an
+	// inconsistency is counted (Stats.Inconsistent) and logged when the
+	// cache still serves the value and the source disagrees (see the
+	// README's "Measuring consistency in production"). The checks call the
+	// Loader (counted in Stats.VerifyLoads) and cache nothing. Default 0:
+	// off.
+	VerifyRate float64
+
+	// VerifyDelay is how long after a sampled hit it is checked, so that
+	// writes in flight are not counted. Default 1s.
+	VerifyDelay time.Duration
+
+	// Equal tells whether two values are the same, for the verifier.
+	// Default: their encodings by the Codec compared byte for byte.
+	Equal func(a, b V) bool
+
 	// CompressAbove stores encoded values of at least this many bytes
 	// S2-compressed in Redis (github.com/klauspost/compress/s2): decoded
 	// once per Redis read, never on a local hit. MaxValueSize applies to
@@ -201,6 +218,8 @@ func (c *Config[V]) applyDefaults() error {
 	c.SoftLoadTimeout = max(c.SoftLoadTimeout, 0)
 	c.LocalMaxBytes = max(c.LocalMaxBytes, 0)
 	c.CompressAbove = max(c.CompressAbove, 0)
+	c.VerifyRate = min(max(c.VerifyRate, 0), 1)
+	positive(&c.VerifyDelay, time.Second)
 	defaultOrOff(&c.DegradedLocalTTL, time.Second)
 	return nil
 }

@@ -117,6 +117,9 @@ func (k *Keyspace[V]) hit(id string, h uint64, e *entry[V], ld loader[V]) (v V, 
 	if now := k.client.clock.Now(); now >= e.refreshAt && xfetch(now, e.expiry, e.loadTime, k.config.EarlyRefreshBeta, k.draw()) {
 		k.refresh(refreshJob[V]{id: id, hash: h, early: true, loader: ld})
 	}
+	if k.verify != nil {
+		k.sampleHit(id, loaded[V]{value: e.value, negative: e.negative}, ld)
+	}
 	if e.negative {
 		k.counters.negativeHits.Add(1)
 		return v, false

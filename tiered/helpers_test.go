@@ -389,3 +389,9 @@ func valueKey(t testing.TB, raw redis.UniversalClient, ns, id string) string {
 	}
 	return keys.ValueKey(ns, v, 0, id)
 }
+
+func (d *testDB) del(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.rows, id)
+}

@@ -26,6 +26,7 @@ type Keyspace[V any] struct {
 	epoch      epoch               // the keyspace's epoch (key.go)
 	refreshing sync.Map            // ids with a background refresh queued or running (refresh.go)
 	recent     recentWrites        // this process's last writes (repair.go)
+	verify     *verifier[V]        // nil unless VerifyRate (verify.go)
 	counters   counters            // what Stats reports (stats.go)
 }
 
@@ -68,6 +69,7 @@ func NewKeyspace[V any](c *Client, cfg Config[V]) (*Keyspace[V], error) {
 	if err := c.register(cfg.Name, k); err != nil {
 		return nil, err
 	}
+	k.startVerifier()
 	return k, nil
 }
 

@@ -90,17 +90,28 @@ func (k *Keyspace[V]) load(ctx context.Context, l loader[V], ms []*miss[V]) time
 // negative result and a panic into an error.
 func (k *Keyspace[V]) loadOne(ctx context.Context, l loader[V], m *miss[V]) {
 	k.counters.loads.Add(1)
+	k.callLoader(ctx, l, m)
+	k.classifyLoad(m)
+}
+
+// callLoader calls l for m, leaving its value or error (a panic made one)
+// in m.
+func (k *Keyspace[V]) callLoader(ctx context.Context, l loader[V], m *miss[V]) {
 	defer func() {
 		if p := recover(); p != nil {
 			m.err = fmt.Errorf("%w: keyspace %q id %q: %v", ErrLoaderPanic, k.config.Name, m.id, p)
 		}
-		k.classifyLoad(m)
 	}()
-	if l.call != nil {
+	switch {
+	case l.call != nil:
 		m.result.value, m.err = l.call(ctx)
-		return
+	case l.one != nil:
+		m.result.value, m.err = l.one(ctx, m.id)
+	default:
+		found, err := l.many(ctx, []string{m.id})
+		v, ok := found[m.id]
+		m.result, m.err = loaded[V]{value: v, negative: !ok}, err
 	}
-	m.result.value, m.err = l.one(ctx, m.id)
 }
 
 // loadMany calls a batch loader once for ms; ids absent from its result

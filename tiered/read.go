@@ -83,6 +83,9 @@ func (k *Keyspace[V]) readValue(b *batch[V], m *miss[V], raw []byte) {
 	case now < v.expiry:
 		k.counters.redisHits.Add(1)
 		k.fillLocal(m, v)
+		if k.verify != nil {
+			k.sampleHit(m.id, v.loaded, b.loader)
+		}
 		m.finish(TierRedis, v.loaded, nil)
 		return
 	case v.negative:

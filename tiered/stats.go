@@ -41,6 +41,10 @@ type Stats struct {
 	WritesRepaired     uint64 // recent writes invalidated again because they used an epoch or group version renewed meanwhile
 	StaleWritesRefused uint64 // Sets and fills refused because Redis held a higher version (VersionOf)
 	SoftTimeouts       uint64 // Gets answered with a stale value because the load took longer than SoftLoadTimeout
+	Verified           uint64 // sampled hits checked again after VerifyDelay
+	Inconsistent       uint64 // checked hits whose value the cache still served while the source disagreed
+	VerifyLoads        uint64 // Loader calls made by the verifier (not in Loads; they cache nothing)
+	VerifyDropped      uint64 // sampled hits not checked because the verifier's queue was full
 }
 
 // counters are the atomics behind Stats, each named after its field.
@@ -52,6 +56,7 @@ type counters struct {
 	peerInvalidations, earlyRefreshes, revalidations               atomic.Uint64
 	refreshesDropped, staleServed, staleOnError, loaderDirect      atomic.Uint64
 	writesRepaired, staleWritesRefused, softTimeouts               atomic.Uint64
+	verified, inconsistent, verifyLoads, verifyDropped             atomic.Uint64
 	// localNotServed counts local-tier hits that were not served (stale,
 	// another group version, the bus down): Stats moves them from
 	// LocalHits to LocalMisses.
@@ -98,6 +103,10 @@ func (k *Keyspace[V]) stats() Stats {
 		WritesRepaired:     c.writesRepaired.Load(),
 		StaleWritesRefused: c.staleWritesRefused.Load(),
 		SoftTimeouts:       c.softTimeouts.Load(),
+		Verified:           c.verified.Load(),
+		Inconsistent:       c.inconsistent.Load(),
+		VerifyLoads:        c.verifyLoads.Load(),
+		VerifyDropped:      c.verifyDropped.Load(),
 	}
 }
 
