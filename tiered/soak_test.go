@@ -262,6 +262,8 @@ type soakResult struct {
 	BreakerOpens uint64   `json:"breaker_opens"`
 	Resubs       uint64   `json:"resubs"`
 	Replayed     uint64   `json:"replayed"`
+	Verified     uint64   `json:"verified"`
+	Inconsistent uint64   `json:"inconsistent"`
 	Notes        []string `json:"notes,omitempty"` // what went wrong, for the log
 }
 
@@ -298,6 +300,8 @@ func (r *soakResult) add(o soakResult) {
 	r.BreakerOpens += o.BreakerOpens
 	r.Resubs += o.Resubs
 	r.Replayed += o.Replayed
+	r.Verified += o.Verified
+	r.Inconsistent += o.Inconsistent
 	r.Notes = append(r.Notes, o.Notes...)
 }
 
@@ -333,6 +337,9 @@ func newSoakProc(name string, seed int64, impatient float64, cacheAddr, dbAddr s
 		k, err := NewKeyspace(c, Config[user]{
 			Name: "soak", TTL: soakTTL, LocalTTL: soakLocalTTL, NegativeTTL: soakNegativeTTL,
 			Loader: soakLoad(p.db), Group: soakGroup,
+			// The verifier checks a sample of hits after LocalTTL: what it
+			// calls inconsistent is what the checker calls stale.
+			VerifyRate: 0.02, VerifyDelay: soakLocalTTL,
 		})
 		p.clients = append(p.clients, &soakClient{idx: i, rdb: rdb, c: c, k: k})
 		if err != nil {
@@ -354,6 +361,8 @@ func (p *soakProc) libStats() {
 		p.res.BreakerOpens += cs.BreakerOpens
 		p.res.Resubs += cs.Resubscriptions
 		p.res.Replayed += cs.Replayed
+		p.res.Verified += ks.Verified
+		p.res.Inconsistent += ks.Inconsistent
 	}
 }
 
@@ -1141,10 +1150,10 @@ func TestSoak(t *testing.T) {
 	}
 
 	// One summary line; the bracket shows that the faults bit.
-	t.Logf("soak: ops=%d reads=%d writes=%d faults=%d (kills=%d restarts=%d subkills=%d pauses=%d slowloads=%d rewinds=%d evictions=%d) stale=%d errors=%d lost=%d leaked=%d duration=%v ops/s=%.0f "+
+	t.Logf("soak: ops=%d reads=%d writes=%d faults=%d (kills=%d restarts=%d subkills=%d pauses=%d slowloads=%d rewinds=%d evictions=%d) stale=%d errors=%d lost=%d leaked=%d verified=%d inconsistent=%d duration=%v ops/s=%.0f "+
 		"[writes failed %d, unsettled clients %d, gets given up %d, group bumps %d, loads %d, fills refused %d, loader direct %d, breaker opens %d, resubscriptions %d, replayed %d]",
 		total.Ops, total.Reads, total.Writes, faults.total(), faults.kills, faults.restarts, faults.subkills, faults.pauses, faults.slowloads, faults.rewinds, faults.evictions,
-		total.Stale, total.Errors, total.Lost, total.Leaked, took.Round(time.Millisecond), float64(total.Ops)/took.Seconds(),
+		total.Stale, total.Errors, total.Lost, total.Leaked, total.Verified, total.Inconsistent, took.Round(time.Millisecond), float64(total.Ops)/took.Seconds(),
 		total.WriteFails, total.Unsettled, total.Cancelled, total.Groups, total.Loads, total.FillsRefused, total.LoaderDirect, total.BreakerOpens, total.Resubs, total.Replayed)
 	if total.Stale+total.Errors+total.Lost+total.Leaked+total.Unsettled > 0 {
 		t.Logf("faults:\n  %s", strings.Join(faults.log, "\n  "))
@@ -1160,6 +1169,12 @@ func TestSoak(t *testing.T) {
 	}
 	if total.Errors != 0 {
 		t.Errorf("%d errors (Gets with a Loader must not fail)", total.Errors)
+	}
+	if (total.Inconsistent == 0) != (total.Stale == 0) {
+		t.Errorf("the verifier found %d inconsistencies where the checker found %d stale reads: they must agree", total.Inconsistent, total.Stale)
+	}
+	if total.Verified == 0 {
+		t.Errorf("the verifier checked nothing")
 	}
 	if total.Lost != 0 {
 		t.Errorf("%d (Client, id) pairs never converged to the database: lost writes", total.Lost)
