@@ -6,6 +6,7 @@ package tiered
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -321,5 +322,34 @@ func TestCompressAbove(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(1000, func() { _, _ = p.kb.Get(ctx, "big") }); n != 0 {
 		t.Fatalf("a local hit of a compressed value allocates %v times: it must not decompress", n)
+	}
+}
+
+// A keyspace whose Redis reads mostly miss reads with the lease script:
+// a miss is two round trips (read-or-lease, fill), not three; once reads
+// mostly hit again, they go back to a plain GET.
+func TestMissHeavyKeyspaceReadsWithTheLease(t *testing.T) {
+	srv := redistest.Start(t)
+	log := &tripLog{}
+	c := serverBackend(srv).client(t, log)
+	waitReady(t, c)
+	k := newKS(t, c, Config[user]{LocalCapacity: 1, LocalShards: 1, Loader: func(_ context.Context, id string) (user, error) {
+		return user{ID: id}, nil
+	}})
+	for i := 0; i < 2*readWindowSize; i++ { // misses
+		mustGet(t, k, "warm"+strconv.Itoa(i))
+	}
+	log.reset()
+	mustGet(t, k, "cold")
+	if names := log.snapshot().names(); len(names) != 2 || names[0][0] != "evalsha" || names[1][0] != "evalsha" {
+		t.Fatalf("a miss in a miss-heavy keyspace made %v; want two round trips: read-or-lease, fill", names)
+	}
+	for i := 0; i < 2*readWindowSize; i++ { // hits (the local tier holds one entry)
+		mustGet(t, k, "warm"+strconv.Itoa(i%2))
+	}
+	log.reset()
+	mustGet(t, k, "warm5")
+	if names := log.snapshot().names(); len(names) != 1 || names[0][0] != "get" {
+		t.Fatalf("a Redis hit in a hit-heavy keyspace made %v; want one GET", names)
 	}
 }

@@ -27,6 +27,7 @@ type Keyspace[V any] struct {
 	refreshing sync.Map            // ids with a background refresh queued or running (refresh.go)
 	recent     recentWrites        // this process's last writes (repair.go)
 	verify     *verifier[V]        // nil unless VerifyRate (verify.go)
+	reads      readWindow          // how recent Redis reads went (read.go)
 	counters   counters            // what Stats reports (stats.go)
 }
 

@@ -60,6 +60,13 @@ func (k *Keyspace[V]) leaseOutcome(m *miss[V], r remote.LeaseResult) {
 		k.counters.leasesWon.Add(1)
 		m.outcome.lease = LeaseWon
 		m.step = stepLoadLease
+		if m.stale == nil && r.Value != nil && k.config.StaleIfError > 0 {
+			// A read that took the lease at once: what StaleIfError may
+			// serve if the load fails is the stale value it found.
+			if v, err := k.decode(m, r.Value); err == nil && !v.negative && k.client.clock.Precise() < v.expiry.Add(k.config.StaleIfError) {
+				m.stale = &v.loaded
+			}
+		}
 	default:
 		if !waited {
 			k.counters.leasesLost.Add(1)

@@ -8,6 +8,7 @@ package tiered
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -39,6 +40,10 @@ func (k *Keyspace[V]) readRedis(ctx context.Context, b *batch[V]) {
 		k.redisFailed(ms, "version", err)
 		return
 	}
+	if k.readTakesLeases(b) {
+		k.readOrLease(ctx, b, ms)
+		return
+	}
 	var values [][]byte
 	var err error
 	if len(ms) == 1 { // a Get's: one GET, nothing to allocate
@@ -67,6 +72,7 @@ func (k *Keyspace[V]) readRedis(ctx context.Context, b *batch[V]) {
 
 // readValue settles one miss on the bytes Redis holds for it (nil: absent).
 func (k *Keyspace[V]) readValue(b *batch[V], m *miss[V], raw []byte) {
+	k.reads.record(raw != nil)
 	if raw == nil {
 		k.counters.redisMisses.Add(1)
 		k.nextAfterMiss(b, m, stepLease)
@@ -158,4 +164,63 @@ func (k *Keyspace[V]) decompress(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	return out, nil
+}
+
+// Reading with the lease. A read that finds nothing must take the lease in
+// a second round trip, then fill in a third; reading with the lease script
+// (which returns the value when it is fresh) saves one, but costs a Lua call
+// on every hit, dearer than a GET. So each keyspace watches how its recent
+// Redis reads went: while most find nothing, misses read with the lease;
+// while most hit, they read with GET.
+
+// readWindow counts the outcome of a keyspace's recent Redis reads: found
+// in the low 32 bits, absent in the high ones, restarted every
+// readWindowSize reads.
+type readWindow struct {
+	counts  atomic.Uint64
+	leasing atomic.Bool // most recent reads found nothing: read with the lease
+}
+
+const readWindowSize = 64
+
+func (w *readWindow) record(found bool) {
+	add := uint64(1) << 32
+	if found {
+		add = 1
+	}
+	n := w.counts.Add(add)
+	hits, misses := n&(1<<32-1), n>>32
+	if hits+misses >= readWindowSize && w.counts.CompareAndSwap(n, 0) {
+		w.leasing.Store(misses > hits)
+	}
+}
+
+// readTakesLeases reports whether b's read takes the leases in the same
+// round trip: leases on, something to load with, no StaleWhileRevalidate
+// (whose stale values are served, not loaded over), and a keyspace whose
+// reads mostly miss.
+func (k *Keyspace[V]) readTakesLeases(b *batch[V]) bool {
+	return k.reads.leasing.Load() && b.loader.exists() && !k.config.DisableLeases && k.config.StaleWhileRevalidate == 0
+}
+
+// readOrLease is the read step through the lease script: a fresh value is a
+// hit; otherwise the lease is taken (or found taken) at once.
+func (k *Keyspace[V]) readOrLease(ctx context.Context, b *batch[V], ms []*miss[V]) {
+	for _, m := range ms {
+		m.step = stepLease
+	}
+	k.takeLeases(ctx, b)
+	for _, m := range ms {
+		switch {
+		case m.step == stepDone && m.err == nil:
+			k.reads.record(true)
+			k.counters.redisHits.Add(1)
+			if k.verify != nil {
+				k.sampleHit(m.id, m.result, b.loader)
+			}
+		case m.step == stepLoadLease || m.step == stepAwait:
+			k.reads.record(false)
+			k.counters.redisMisses.Add(1)
+		}
+	}
 }
