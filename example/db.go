@@ -61,7 +61,8 @@ func productCategory(id string) string {
 // queries the cache saved. Safe for concurrent use.
 type DB struct {
 	latency time.Duration
-	queries atomic.Int64
+	queries       atomic.Int64
+	verifyQueries atomic.Int64 // the verifier's (tiered.Verifying)
 
 	mu       sync.RWMutex
 	users    map[string]User
@@ -85,9 +86,14 @@ func newDB(latency time.Duration, nUsers, nProducts int) *DB {
 	return db
 }
 
-// query stands for one round trip to the database.
+// query stands for one round trip to the database. The verifier's are
+// counted apart: they are not reads the cache failed to save.
 func (db *DB) query(ctx context.Context) error {
-	db.queries.Add(1)
+	if tiered.Verifying(ctx) {
+		db.verifyQueries.Add(1)
+	} else {
+		db.queries.Add(1)
+	}
 	t := time.NewTimer(db.latency)
 	defer t.Stop()
 	select {

@@ -44,6 +44,10 @@ func report(p *printer, db *DB, a, b *replica, res *result) {
 		commas(res.TotalQueries), commas(res.Reads), commas(saved), pct(saved, res.Reads))
 	p.line("leases: %s won, %s lost (%s answered by the holder's fill); %d fills refused; %s negative hits",
 		commas(sum.LeasesWon), commas(sum.LeasesLost), commas(sum.LeaseWaits), sum.FillsRefused, commas(sum.NegativeHits))
+	ua, ub := a.users.Stats(), b.users.Stats()
+	res.Verified, res.Inconsistent = ua.Verified+ub.Verified, ua.Inconsistent+ub.Inconsistent
+	p.line("verifier (user, 1%% of hits checked 200ms later): %s checked, %d inconsistent, %s database reads of its own",
+		commas(res.Verified), res.Inconsistent, commas(uint64(db.verifyQueries.Load())))
 
 	p.line("%-24s %10s %8s %8s", "load-phase Get latency", "count", "p50", "p99")
 	for t := range res.latency {

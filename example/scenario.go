@@ -46,6 +46,8 @@ type result struct {
 	Reads, TotalQueries  uint64        // whole run: ids looked up, DB queries
 	Incoherent           int           // written (user, replica) pairs not read back as the DB has them
 	InvalidationsApplied uint64        // by both replicas
+	Verified             uint64        // user hits the verifier checked
+	Inconsistent         uint64        // of them, inconsistent
 
 	latency [numTiers]hist // load-phase Gets by the tier that answered
 }

@@ -140,9 +140,20 @@ func (k *Keyspace[V]) servedNow(ctx context.Context, id string) (loaded[V], bool
 	return v.loaded, true
 }
 
+// verifyingKey marks the context of the verifier's loads.
+type verifyingKey struct{}
+
+// Verifying reports whether ctx is that of a load the verifier makes
+// (Config.VerifyRate): a Loader may then read from the primary rather than
+// a lagging replica, or leave the call out of its own metrics.
+func Verifying(ctx context.Context) bool {
+	return ctx.Value(verifyingKey{}) != nil
+}
+
 // verifyLoad asks the source, without caching what it says.
 func (k *Keyspace[V]) verifyLoad(ctx context.Context, j verifyJob[V]) (loaded[V], error) {
 	k.counters.verifyLoads.Add(1)
+	ctx = context.WithValue(ctx, verifyingKey{}, true)
 	m := &miss[V]{id: j.id}
 	k.callLoader(ctx, j.loader, m)
 	if errors.Is(m.err, ErrNotFound) {

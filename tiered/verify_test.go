@@ -4,6 +4,7 @@ package tiered
 // reported is found; writes made through the cache are not counted.
 
 import (
+	"context"
 	"fmt"
 	"math/rand"
 	"sync"
@@ -24,7 +25,14 @@ func TestVerifierFindsAChangeNoInvalidationReported(t *testing.T) {
 	db := newDB()
 	db.put("a", "v1")
 	db.put("b", "v1")
-	k := newKS(t, c, Config[user]{Loader: db.load, LocalTTL: time.Hour, VerifyRate: 1, VerifyDelay: 50 * time.Millisecond})
+	var verifying atomic.Int64
+	load := func(ctx context.Context, id string) (user, error) {
+		if Verifying(ctx) {
+			verifying.Add(1)
+		}
+		return db.load(ctx, id)
+	}
+	k := newKS(t, c, Config[user]{Loader: load, LocalTTL: time.Hour, VerifyRate: 1, VerifyDelay: 50 * time.Millisecond})
 	mustGet(t, k, "a") // a load is not a hit
 	mustGet(t, k, "b")
 	db.put("a", "v2") // changed in the source; no Set, no Delete
@@ -37,7 +45,7 @@ func TestVerifierFindsAChangeNoInvalidationReported(t *testing.T) {
 	})
 	t.Logf("reported %v after the hit (VerifyDelay 50ms, twice)", time.Since(start).Round(time.Millisecond))
 	s := k.Stats()
-	if s.Loads != 2 || s.VerifyLoads != 3 { // a: two looks at the source; b: one
+	if s.Loads != 2 || s.VerifyLoads != 3 || verifying.Load() != 3 { // a: two looks at the source; b: one
 		t.Fatalf("stats %+v: the verifier's loads must not count as loads", s)
 	}
 	if u, ok := k.Peek("a"); !ok || u.Name != "v1" {
