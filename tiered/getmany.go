@@ -28,6 +28,7 @@ func (k *Keyspace[V]) GetMany(ctx context.Context, ids []string) (map[string]V, 
 	out := make(map[string]V, len(ids))
 	b := &batch[V]{loader: loader[V]{one: k.config.Loader, many: k.config.BatchLoader}}
 	var seen map[string]bool // ids answered "not found" or queued as misses
+	var misses []miss[V]
 	now := k.client.clock.Now()
 	for _, id := range ids {
 		if _, ok := out[id]; ok || seen[id] {
@@ -41,15 +42,22 @@ func (k *Keyspace[V]) GetMany(ctx context.Context, ids []string) (map[string]V, 
 				continue
 			}
 		} else {
-			b.misses = append(b.misses, &miss[V]{id: id, hash: h, stale: k.staleFallback(e, state, now)})
+			if misses == nil {
+				misses = make([]miss[V], 0, len(ids)) // one allocation for every miss
+			}
+			misses = append(misses, miss[V]{id: id, hash: h, stale: k.staleFallback(e, state, now)})
 		}
 		if seen == nil {
 			seen = make(map[string]bool, len(ids))
 		}
 		seen[id] = true
 	}
-	if len(b.misses) == 0 {
+	if len(misses) == 0 {
 		return out, nil
+	}
+	b.misses = make([]*miss[V], len(misses))
+	for i := range misses {
+		b.misses[i] = &misses[i]
 	}
 	if k.client.closed.Load() {
 		return out, ErrClosed

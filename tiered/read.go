@@ -102,7 +102,8 @@ func (k *Keyspace[V]) readValue(b *batch[V], m *miss[V], raw []byte) {
 		m.finish(TierStale, v.loaded, nil)
 		return
 	case now < v.expiry.Add(k.config.StaleIfError):
-		m.stale = &v.loaded
+		stale := v.loaded // a copy: v itself stays off the heap
+		m.stale = &stale
 	}
 	k.counters.redisMisses.Add(1)
 	k.nextAfterMiss(b, m, stepLease)
@@ -124,7 +125,9 @@ func (k *Keyspace[V]) nextAfterMiss(b *batch[V], m *miss[V], next step) {
 
 // decode parses an envelope read from Redis and decodes its value. Bytes
 // that are not a valid envelope, or that the codec refuses, are counted and
-// logged as corrupt.
+// logged as corrupt. The codec decodes into m.result (zeroed first), which
+// lives on the heap already: a value decoded into a local would escape, one
+// allocation more per value read.
 func (k *Keyspace[V]) decode(m *miss[V], raw []byte) (v decoded[V], err error) {
 	env, err := remote.DecodeEnvelope(raw)
 	if err == nil {
@@ -135,7 +138,10 @@ func (k *Keyspace[V]) decode(m *miss[V], raw []byte) (v decoded[V], err error) {
 				payload, err = k.decompress(payload)
 			}
 			if err == nil {
-				err = k.config.Codec.Unmarshal(payload, &v.value)
+				var zero V
+				m.result.value = zero
+				err = k.config.Codec.Unmarshal(payload, &m.result.value)
+				v.value = m.result.value
 			}
 		}
 	}
