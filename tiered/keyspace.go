@@ -305,7 +305,7 @@ func (k *Keyspace[V]) fillLocal(id string, h uint64, ver uint64, l loaded[V], fr
 		return
 	}
 	e := k.newEntry(l, ver, now, remain, time.Duration(deltaMs)*time.Millisecond)
-	if !k.local.SetIfUnchanged(h, id, e, max(e.fresh, k.staleEnd(&e)), tok) {
+	if !k.local.SetIfUnchanged(h, local.Entry[entry[V]]{Key: id, Value: e, Expire: max(e.fresh, k.staleEnd(&e))}, tok) {
 		k.st.localFillsSkipped.Add(1)
 	}
 }
@@ -486,7 +486,7 @@ func (k *Keyspace[V]) fillDegraded(id string, h uint64, l loaded[V], tok uint64)
 			return // the hit check needs the version
 		}
 	}
-	if !k.local.SetIfUnchanged(h, id, e, e.fresh, tok) {
+	if !k.local.SetIfUnchanged(h, local.Entry[entry[V]]{Key: id, Value: e, Expire: e.fresh}, tok) {
 		k.st.localFillsSkipped.Add(1)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tiercache/tiercache/invalidation"
 	"github.com/tiercache/tiercache/keys"
+	"github.com/tiercache/tiercache/local"
 	"github.com/tiercache/tiercache/remote"
 )
 
@@ -58,7 +59,7 @@ func (k *Keyspace[V]) Set(ctx context.Context, id string, v V) error {
 	// Store locally only if nothing touched the shard since before the
 	// Redis write; otherwise a concurrent write may be newer than ours.
 	e := k.newEntry(loaded[V]{val: v}, ver, k.c.clk.Precise(), ttl, 0)
-	if !k.local.Replace(h, id, e, max(e.fresh, k.staleEnd(&e)), tok) {
+	if !k.local.Replace(h, local.Entry[entry[V]]{Key: id, Value: e, Expire: max(e.fresh, k.staleEnd(&e))}, tok) {
 		k.st.localFillsSkipped.Add(1)
 	}
 	return nil
