@@ -198,7 +198,9 @@ func (p *policy[T]) access(n *node[T]) {
 		return // removed since the read buffer recorded it
 	case queueWindow:
 		p.window.moveToFront(n)
-		n.windowHit = true
+		if !n.windowHit { // no needless write to a line readers load
+			n.windowHit = true
+		}
 	case queueProtected:
 		p.protected.moveToFront(n)
 	case queueProbation:
