@@ -14,7 +14,9 @@ import (
 // is a ring of 16 slots written at position hits&15: hits counts the
 // stripe's hits exactly (it is the Stats counter) and a slot is simply
 // overwritten when the ring wraps before a drain: the buffer is lossy by
-// design, since recency and frequency are estimates anyway. The reader
+// design, since recency and frequency are estimates anyway. A slot keeps
+// its node reachable until overwritten, so up to 16 removed items per
+// stripe stay in memory a while (Purge clears them). The reader
 // whose hit completes a ring tries the shard lock (TryLock, never Lock)
 // and, if it wins, drains every stripe into the policy; writers drain
 // under the lock they already hold.
@@ -131,6 +133,18 @@ func (ss *stripes[T]) grown() *stripes[T] {
 		next.mask = uint64(len(next.s) - 1)
 	}
 	return next
+}
+
+// forget drops the ring's references to nodes, which keep removed items
+// reachable until overwritten (at most 16 per stripe). Under the shard
+// lock; a concurrent hit may store one again.
+func (ss *stripes[T]) forget() {
+	for _, st := range ss.s {
+		for i := range st.slots {
+			st.slots[i].Store(nil)
+		}
+		st.drained = st.hits.Load()
+	}
 }
 
 // counts sums the reader-side counters.

@@ -139,9 +139,6 @@ func (p *policy[T]) listOf(q queue) *list[T] {
 	}
 }
 
-// len is the number of nodes the policy holds.
-func (p *policy[T]) len() int { return p.window.len + p.probation.len + p.protected.len }
-
 // add puts a new node in the window; live is the shard's node count after
 // the add, by which the sketch is sized.
 func (p *policy[T]) add(n *node[T], live int) {

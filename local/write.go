@@ -165,6 +165,7 @@ func (c *Cache[T]) Purge() {
 		sh.mu.Lock()
 		sh.policy.clear()
 		sh.index.reset()
+		sh.reads.Load().forget()
 		c.budget.release(sh.count.Swap(0), sh.bytes.Swap(0))
 		sh.gen.Add(1)
 		sh.mu.Unlock()

@@ -131,7 +131,7 @@ const (
 	//
 	// Deprecated: it now selects TinyLFU (scan resistant too, with a
 	// higher hit ratio); it will be removed.
-	TwoQueue = local.TwoQueue
+	TwoQueue = local.TinyLFU
 )
 
 // Config configures one Keyspace. Only Name is required.
