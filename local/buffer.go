@@ -99,16 +99,21 @@ func (st *stripe[T]) allAre(n *node[T]) bool {
 }
 
 // drain feeds the nodes recorded since the last drain (at most a ring's
-// worth: older ones were overwritten) to the policy. Under the shard lock.
+// worth: older ones were overwritten) to the policy, in one batch. Under
+// the shard lock.
 func (st *stripe[T]) drain(p *policy[T]) {
 	t := st.hits.Load()
 	from := max(st.drained, t-min(t, stripeSlots))
 	st.drained = t
+	var batch [stripeSlots]*node[T]
+	k := 0
 	for i := from + 1; i <= t; i++ {
 		if n := st.slots[i&(stripeSlots-1)].Load(); n != nil {
-			p.access(n)
+			batch[k] = n
+			k++
 		}
 	}
+	p.accessAll(batch[:k])
 }
 
 // grown returns the set to publish after contention, or nil to keep ss.

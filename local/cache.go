@@ -63,7 +63,8 @@ type shard[T any] struct {
 	reads atomic.Pointer[stripes[T]]
 	_     [cacheLine - 16]byte
 	shardState[T]
-	_ [(cacheLine - unsafe.Sizeof(shardState[int]{})%cacheLine) % cacheLine]byte
+	// Never zero bytes: a zero-size last field makes Go pad the struct.
+	_ [cacheLine - unsafe.Sizeof(shardState[int]{})%cacheLine]byte
 }
 
 // New returns an empty cache configured by o.

@@ -404,6 +404,7 @@ func TestShardPadding(t *testing.T) {
 		"int":      unsafe.Sizeof(shard[int]{}),
 		"string":   unsafe.Sizeof(shard[string]{}),
 		"[64]byte": unsafe.Sizeof(shard[[64]byte]{}),
+		"stripe":   unsafe.Sizeof(stripe[int]{}),
 	} {
 		if size%cacheLine != 0 {
 			t.Errorf("shard[%s] is %d bytes, not a multiple of %d", name, size, cacheLine)

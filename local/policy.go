@@ -188,6 +188,20 @@ func (p *policy[T]) replace(old, n *node[T]) {
 	p.access(n)
 }
 
+// accessAll records hits of ns. The sketch counters of a node are one
+// random cache line, so it first loads the lines of all of them, which
+// the CPU fetches in parallel, and only then updates them one by one.
+func (p *policy[T]) accessAll(ns []*node[T]) {
+	if !p.lru {
+		for _, n := range ns {
+			p.sketch.prefetch(n.hash)
+		}
+	}
+	for _, n := range ns {
+		p.access(n)
+	}
+}
+
 // access records a hit of n.
 func (p *policy[T]) access(n *node[T]) {
 	switch n.queue {

@@ -137,7 +137,9 @@ func hammer(t *testing.T, p Policy, bounded bool) {
 	if s.Hits+s.Misses != uint64(reads.Load()) {
 		t.Fatalf("Hits+Misses = %d, want %d reads", s.Hits+s.Misses, reads.Load())
 	}
-	if s.Hits == 0 || s.Collisions == 0 || s.Evictions == 0 || s.Expired == 0 || s.Refused == 0 {
+	// Refused needs a write to land between a Token and its fill, which a
+	// fast run may not see: TestSetIfUnchanged forces it.
+	if s.Hits == 0 || s.Collisions == 0 || s.Evictions == 0 || s.Expired == 0 {
 		t.Fatalf("the hammer exercised too little: %+v", s)
 	}
 	checkInvariants(t, c)

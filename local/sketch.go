@@ -23,6 +23,7 @@ type sketch struct {
 	samples int
 	period  int
 	seed    uint64
+	sink    uint64 // keeps prefetch's loads from being optimised away
 }
 
 const (
@@ -55,14 +56,25 @@ func (s *sketch) ensure(keys int) {
 	}
 }
 
-// counters returns the word index and bit offset of h's four counters.
-func (s *sketch) counters(h uint64) (word [4]uint64, shift [4]uint) {
+// spread mixes h with the seed; its low bits pick the block, its high bits
+// the counters.
+func (s *sketch) spread(h uint64) uint64 {
 	x := h ^ s.seed
 	x ^= x >> 33
 	x *= 0xff51afd7ed558ccd
 	x ^= x >> 33
 	x *= 0xc4ceb9fe1a85ec53
-	x ^= x >> 33
+	return x ^ x>>33
+}
+
+// prefetch loads h's block, so that a later increment finds it in cache.
+func (s *sketch) prefetch(h uint64) {
+	s.sink += s.table[(s.spread(h)&(s.blocks-1))<<3]
+}
+
+// counters returns the word index and bit offset of h's four counters.
+func (s *sketch) counters(h uint64) (word [4]uint64, shift [4]uint) {
+	x := s.spread(h)
 	block := (x & (s.blocks - 1)) << 3
 	for i := range 4 {
 		y := x >> (32 + 8*i)
