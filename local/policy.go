@@ -102,7 +102,8 @@ func (l *list[T]) clear() {
 // node moves to probation when the window overflows, or, when room must be
 // made, duels with probation's least recently used node, the sketch
 // deciding which stays. A hit in probation promotes to protected
-// (protectedMax nodes), whose overflow falls back to probation.
+// (protectedMax nodes), whose overflow falls back to probation. The sketch
+// counts stores and hits outside protected.
 type policy[T any] struct {
 	lru                     bool
 	window                  list[T]
@@ -194,7 +195,9 @@ func (p *policy[T]) replace(old, n *node[T]) {
 func (p *policy[T]) accessAll(ns []*node[T]) {
 	if !p.lru {
 		for _, n := range ns {
-			p.sketch.prefetch(n.hash)
+			if n.queue != queueProtected && n.queue != queueNone {
+				p.sketch.prefetch(n.hash)
+			}
 		}
 	}
 	for _, n := range ns {
@@ -213,7 +216,13 @@ func (p *policy[T]) access(n *node[T]) {
 			n.windowHit = true
 		}
 	case queueProtected:
+		// Not counted: a protected node is compared with nothing until it
+		// falls back to probation, which a node hit this recently will not
+		// do soon, and by then its old counts have aged anyway. Skipping
+		// the sketch here saves a cache miss on most hits and measured no
+		// worse (slightly better) on the Zipf, scan and loop workloads.
 		p.protected.moveToFront(n)
+		return
 	case queueProbation:
 		p.probation.remove(n)
 		n.queue = queueProtected
