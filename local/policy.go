@@ -102,8 +102,9 @@ func (l *list[T]) clear() {
 // node moves to probation when the window overflows, or, when room must be
 // made, duels with probation's least recently used node, the sketch
 // deciding which stays. A hit in probation promotes to protected
-// (protectedMax nodes), whose overflow falls back to probation. The sketch
-// counts stores and hits outside protected.
+// (protectedMax nodes); the overflow falls back to probation when room is
+// next made, not on the hit. The sketch counts stores and hits outside
+// protected.
 type policy[T any] struct {
 	lru                     bool
 	window                  list[T]
@@ -166,11 +167,14 @@ func (p *policy[T]) admitFromWindow(n *node[T]) {
 	}
 	n.queue = queueProtected
 	p.protected.pushFront(n)
-	p.demoteProtected()
 }
 
-// demoteProtected moves protected's least recently used node to probation
-// while protected is over its size.
+// demoteProtected moves protected's least recently used nodes to probation
+// while protected is over its size. It runs when room must be made, not on
+// every promotion: the nodes it moves are the coldest in the shard, so
+// each costs cache misses, and until a victim is needed their place
+// changes nothing. (A loop over exactly the capacity otherwise demoted, on
+// every hit, the very node the loop read next.)
 func (p *policy[T]) demoteProtected() {
 	for p.protected.len > p.protectedMax {
 		d := p.protected.tail
@@ -227,7 +231,6 @@ func (p *policy[T]) access(n *node[T]) {
 		p.probation.remove(n)
 		n.queue = queueProtected
 		p.protected.pushFront(n)
-		p.demoteProtected()
 	}
 	if !p.lru {
 		p.sketch.increment(n.hash)
@@ -251,6 +254,7 @@ func (p *policy[T]) victim() *node[T] {
 	if p.lru {
 		return p.window.tail
 	}
+	p.demoteProtected()
 	main := p.probation.tail
 	if main == nil {
 		main = p.protected.tail
