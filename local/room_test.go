@@ -179,3 +179,12 @@ func TestReplacementChargesTheDifference(t *testing.T) {
 	}
 	checkInvariants(t, c)
 }
+
+// Overhead's documentation quotes the figure for a 72-byte value (the
+// benchmarks' User): the node is 128 bytes (one size class, no waste) plus
+// the index's 16.
+func TestOverheadOfA72ByteValue(t *testing.T) {
+	if o := New[[72]byte](Options{}).Overhead(); o != 144 {
+		t.Fatalf("Overhead = %d, documented as 144", o)
+	}
+}
