@@ -47,6 +47,15 @@ func newLargeUser(i int) User {
 	return u
 }
 
+// loadUsers is a BatchLoader of users whose ids end in their number.
+func loadUsers(_ context.Context, ids []string) (map[string]User, error) {
+	m := make(map[string]User, len(ids))
+	for _, id := range ids {
+		m[id] = newUser(idNum(id))
+	}
+	return m, nil
+}
+
 // ids returns n ids "u0".."u<n-1>".
 func ids(prefix string, n int) []string {
 	out := make([]string, n)

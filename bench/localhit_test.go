@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"runtime"
@@ -72,13 +71,7 @@ func buildHitFixture() (*hitFixture, error) {
 	}
 	f.ks, err = tiered.NewKeyspace(f.c, tiered.Config[User]{
 		Name: "users", TTL: hourTTL, LocalTTL: hourTTL, LocalCapacity: hitCapacity,
-		BatchLoader: func(_ context.Context, ids []string) (map[string]User, error) {
-			m := make(map[string]User, len(ids))
-			for _, id := range ids {
-				m[id] = newUser(idNum(id))
-			}
-			return m, nil
-		},
+		BatchLoader: loadUsers,
 	})
 	if err != nil {
 		return nil, err

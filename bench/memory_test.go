@@ -49,10 +49,10 @@ func BenchmarkMemory(b *testing.B) {
 		fill func(keys []string) (n int, c any)
 	}{
 		{"tiercache-local", func(keys []string) (int, any) {
-			// Capacity above the entry count: shards fill unevenly.
+			// Capacity above the entry count, as for every row.
 			c := local.New[User](local.Options{Capacity: 2 * len(keys)})
 			for _, k := range keys {
-				c.Set(xxhash.Sum64String(k), k, u, math.MaxInt64)
+				c.Set(xxhash.Sum64String(k), local.Entry[User]{Key: k, Value: u, Expire: math.MaxInt64})
 			}
 			return c.Len(), c
 		}},

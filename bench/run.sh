@@ -2,6 +2,9 @@
 # run.sh [COUNT] — runs the benchmark suite COUNT times (default 1), writes
 # the raw output to results/latest.txt, the Markdown tables of the README to
 # results/latest.md, and a benchstat summary to results/benchstat.txt.
+# When BENCH selects LocalHit, each round also runs the parallel local hits
+# with -cpu 1,2 into results/scaling.txt (benchstat: results/scaling-benchstat.txt),
+# so that scaling from one to two cores is visible.
 #
 # Each round is a fresh process running every benchmark once, so a machine
 # that slows down for a while hurts one round of every row instead of every
@@ -24,11 +27,14 @@ fi
 
 mkdir -p results
 out=results/latest.txt
+scaling=results/scaling.txt
+scalingBench='^BenchmarkLocalHit$/^(hot|100k)$/^parallel$/^(tiercache|golang-lru|otter|map-RWMutex)$'
 bin=$(mktemp -d)/bench.test
 trap 'rm -rf "$(dirname "$bin")"' EXIT
 go test -c -o "$bin" .
 
 : >"$out"
+: >"$scaling"
 failed=0 # a failing benchmark fails the script, after the tables are written
 for ((i = 1; i <= count; i++)); do
 	echo "round $i of $count" >&2
@@ -39,6 +45,11 @@ for ((i = 1; i <= count; i++)); do
 	if [[ "BenchmarkMemory" =~ $bench ]]; then
 		"$bin" -test.run '^$' -test.bench '^BenchmarkMemory$' \
 			-test.benchtime 1x -test.timeout 30m | tee -a "$out" || failed=1
+	fi
+	# Kept out of $out: cmd/tables drops the -GOMAXPROCS suffix of names.
+	if [[ "BenchmarkLocalHit" =~ $bench ]]; then
+		"$bin" -test.run '^$' -test.bench "$scalingBench" -test.cpu 1,2 -test.benchmem \
+			-test.benchtime "$benchtime" -test.timeout 30m | tee -a "$scaling" || failed=1
 	fi
 done
 
@@ -52,6 +63,10 @@ if go run golang.org/x/perf/cmd/benchstat@latest "$out" >results/benchstat.txt 2
 	rm -f results/benchstat.err
 else
 	echo "benchstat unavailable (see results/benchstat.err); raw results in $out" >&2
+fi
+if [[ -s "$scaling" ]]; then
+	go run golang.org/x/perf/cmd/benchstat@latest "$scaling" >results/scaling-benchstat.txt 2>/dev/null &&
+		echo "scaling: results/scaling-benchstat.txt" >&2
 fi
 if ((failed)); then
 	echo "some benchmarks FAILED: see $out" >&2

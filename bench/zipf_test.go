@@ -18,6 +18,7 @@ import (
 // reads and 10% writes, local tier only (a tiered miss would be a Redis
 // round trip, which is not what this compares). A read miss fills the cache,
 // as cache-aside does. hit-ratio is hits / reads over the timed operations.
+// workloads_test.go adds a scan-heavy mix and loops.
 
 const (
 	zipfKeys     = 1_000_000
@@ -58,7 +59,9 @@ type zipfCache interface {
 type localZipf struct{ c *local.Cache[User] }
 
 func (l localZipf) get(k string) (User, bool) { return l.c.Get(xxhash.Sum64String(k), k, 0) }
-func (l localZipf) set(k string, u User)      { l.c.Set(xxhash.Sum64String(k), k, u, math.MaxInt64) }
+func (l localZipf) set(k string, u User) {
+	l.c.Set(xxhash.Sum64String(k), local.Entry[User]{Key: k, Value: u, Expire: math.MaxInt64})
+}
 
 type lruZipf struct{ c *lru.Cache[string, User] }
 
@@ -77,73 +80,108 @@ type otterZipf struct{ c *otter.Cache[string, User] }
 func (o otterZipf) get(k string) (User, bool) { return o.c.GetIfPresent(k) }
 func (o otterZipf) set(k string, u User)      { o.c.Set(k, u) }
 
-var zipfCaches = []struct {
+// zipfCache builds one cache of a row, empty, with room for capacity.
+type zipfCacheRow struct {
 	name string
-	new  func() zipfCache
-	fx   *lazy[*zipfState]
-}{
-	{"tiercache-LRU", func() zipfCache {
-		return localZipf{local.New[User](local.Options{Capacity: zipfCapacity, Policy: local.LRU})}
-	}, new(lazy[*zipfState])},
-	{"tiercache-2Q", func() zipfCache {
-		return localZipf{local.New[User](local.Options{Capacity: zipfCapacity, Policy: local.TwoQueue})}
-	}, new(lazy[*zipfState])},
-	{"golang-lru", func() zipfCache {
-		c, _ := lru.New[string, User](zipfCapacity)
+	new  func(capacity int) zipfCache
+}
+
+var zipfCacheRows = [...]zipfCacheRow{
+	{"tiercache", func(n int) zipfCache { // the default policy, TinyLFU
+		return localZipf{local.New[User](local.Options{Capacity: n})}
+	}},
+	{"tiercache-LRU", func(n int) zipfCache {
+		return localZipf{local.New[User](local.Options{Capacity: n, Policy: local.LRU})}
+	}},
+	{"golang-lru", func(n int) zipfCache {
+		c, _ := lru.New[string, User](n)
 		return lruZipf{c}
-	}, new(lazy[*zipfState])},
-	{"golang-lru-2Q", func() zipfCache {
-		c, _ := lru.New2Q[string, User](zipfCapacity)
+	}},
+	{"golang-lru-2Q", func(n int) zipfCache {
+		c, _ := lru.New2Q[string, User](n)
 		return twoQZipf{c}
-	}, new(lazy[*zipfState])},
-	{"otter", func() zipfCache {
-		c, err := otter.New(&otter.Options[string, User]{MaximumSize: zipfCapacity})
+	}},
+	{"otter", func(n int) zipfCache {
+		c, err := otter.New(&otter.Options[string, User]{MaximumSize: n})
 		if err != nil {
 			panic(err)
 		}
 		return otterZipf{c}
-	}, new(lazy[*zipfState])},
+	}},
 }
+
+// zipfStates keeps each row's warmed cache and replay position, per
+// workload, across the calls go test makes of a benchmark function.
+type zipfStates [len(zipfCacheRows)]lazy[*zipfState]
+
+var zipfFxStates zipfStates
 
 // BenchmarkZipf replays the workload on each cache, warmed by one full
 // replay before the first timed run.
 func BenchmarkZipf(b *testing.B) {
 	for _, mode := range []string{"serial", "parallel"} {
-		for _, zc := range zipfCaches {
-			zc, par := zc, mode == "parallel"
-			b.Run(mode+"/"+zc.name, func(b *testing.B) {
-				w := zipfWorkloadGet(b)
-				st := zc.fx.get(b, func() (*zipfState, error) {
-					c := zc.new()
-					replay(w, c, 0, len(w.ops))
-					return &zipfState{c: c}, nil
-				})
-				c := st.c
-				var hits, reads atomic.Int64
-				b.ReportAllocs()
-				b.ResetTimer()
-				if par {
-					// Goroutine g of P replays ops g, g+P, g+2P, ...: together
-					// they replay the sequence in order, as one stream of
-					// requests spread over P workers would.
-					procs := runtime.GOMAXPROCS(0)
-					var next atomic.Int64
-					b.RunParallel(func(pb *testing.PB) {
-						h, r := replayPB(w, c, st.pos+int(next.Add(1)-1), procs, pb)
-						hits.Add(h)
-						reads.Add(r)
-					})
-				} else {
-					h, r := replay(w, c, st.pos, b.N)
-					hits.Add(h)
-					reads.Add(r)
-				}
-				b.StopTimer()
-				st.pos = (st.pos + b.N) % len(w.ops)
-				b.ReportMetric(float64(hits.Load())/float64(max(reads.Load(), 1)), "hit-ratio")
+		for i, row := range zipfCacheRows {
+			b.Run(mode+"/"+row.name, func(b *testing.B) {
+				benchReplay(b, replayCase{w: zipfWorkloadGet(b), fx: &zipfFxStates[i], row: row, parallel: mode == "parallel"})
 			})
 		}
 	}
+}
+
+// replayCase is one row of a replay benchmark.
+type replayCase struct {
+	w        *zipfWorkload
+	fx       *lazy[*zipfState]
+	row      zipfCacheRow
+	parallel bool
+	// wholeCycle reports as hit-ratio that of one whole replay after the
+	// warm-up instead of that of the timed operations: for workloads whose
+	// mix changes along the sequence (scans), b.N operations from wherever
+	// the last run stopped would give each row a different mix.
+	wholeCycle bool
+}
+
+// benchReplay times the replay of rc.w on rc.row's cache and reports
+// hit-ratio.
+func benchReplay(b *testing.B, rc replayCase) {
+	w := rc.w
+	st := rc.fx.get(b, func() (*zipfState, error) {
+		c := rc.row.new(zipfCapacity)
+		replay(w, c, 0, len(w.ops))
+		st := &zipfState{c: c}
+		if rc.wholeCycle {
+			h, r := replay(w, c, 0, len(w.ops))
+			st.cycleRatio = float64(h) / float64(max(r, 1))
+		}
+		return st, nil
+	})
+	c := st.c
+	var hits, reads atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	if rc.parallel {
+		// Goroutine g of P replays ops g, g+P, g+2P, ...: together
+		// they replay the sequence in order, as one stream of
+		// requests spread over P workers would.
+		procs := runtime.GOMAXPROCS(0)
+		var next atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			h, r := replayPB(w, c, st.pos+int(next.Add(1)-1), procs, pb)
+			hits.Add(h)
+			reads.Add(r)
+		})
+	} else {
+		h, r := replay(w, c, st.pos, b.N)
+		hits.Add(h)
+		reads.Add(r)
+	}
+	b.StopTimer()
+	st.pos = (st.pos + b.N) % len(w.ops)
+	ratio := float64(hits.Load()) / float64(max(reads.Load(), 1))
+	if rc.wholeCycle {
+		ratio = st.cycleRatio
+	}
+	b.ReportMetric(ratio, "hit-ratio")
 }
 
 // zipfState is one cache and where its replay stands. Each run goes on
@@ -151,8 +189,9 @@ func BenchmarkZipf(b *testing.B) {
 // saw a moment ago, which flatters policies that remember history (2Q's
 // ghost list, otter's frequency sketch).
 type zipfState struct {
-	c   zipfCache
-	pos int
+	c          zipfCache
+	pos        int
+	cycleRatio float64 // with replayCase.wholeCycle
 }
 
 var zipfUser = newUser(1)

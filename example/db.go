@@ -60,7 +60,7 @@ func productCategory(id string) string {
 // round-trip latency, with a query counter so the example can show how many
 // queries the cache saved. Safe for concurrent use.
 type DB struct {
-	latency time.Duration
+	latency       time.Duration
 	queries       atomic.Int64
 	verifyQueries atomic.Int64 // the verifier's (tiered.Verifying)
 

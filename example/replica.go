@@ -91,7 +91,7 @@ func (r *replica) keyspaces(db *DB) (err error) {
 		Name:        namespace + "search",
 		TTL:         5 * time.Minute,
 		LocalTTL:    10 * time.Second,
-		LocalPolicy: tiered.TwoQueue,
+		LocalPolicy: tiered.TinyLFU, // one-off queries must not evict the popular ones
 		Loader: probedLoader(func(ctx context.Context, id string) (SearchResult, error) {
 			m, err := searchBatch(ctx, db, []string{id})
 			if err != nil {

@@ -39,7 +39,8 @@ func newBenchKeys(n int) *benchKeys {
 	return ks
 }
 
-// BenchmarkGetHit measures hits of local's Cache (both policies) next to a
+// BenchmarkGetHit measures hits of local's Cache (both policies, and with a
+// byte bound) next to a
 // raw golang-lru/v2 lru.Cache (one global lock) and a map under a
 // sync.RWMutex read lock (the floor: no recency update at all), on one hot
 // key and on 100k keys visited in random order, serially and in parallel.
@@ -49,8 +50,12 @@ func BenchmarkGetHit(b *testing.B) {
 		n    int
 	}{{"hot1", 1}, {"100k", 100_000}} {
 		ks := newBenchKeys(size.n)
-		b.Run(size.name+"/local-LRU", func(b *testing.B) { benchLocal(b, ks, LRU) })
-		b.Run(size.name+"/local-2Q", func(b *testing.B) { benchLocal(b, ks, TwoQueue) })
+		b.Run(size.name+"/local-TinyLFU", func(b *testing.B) { benchLocal(b, ks, Options{Policy: TinyLFU}) })
+		b.Run(size.name+"/local-TinyLFU-MaxBytes", func(b *testing.B) {
+			// A byte bound that holds every key: the hit path is what differs.
+			benchLocal(b, ks, Options{Policy: TinyLFU, MaxBytes: 1 << 40})
+		})
+		b.Run(size.name+"/local-LRU", func(b *testing.B) { benchLocal(b, ks, Options{Policy: LRU}) })
 		b.Run(size.name+"/golang-lru", func(b *testing.B) { benchGolangLRU(b, ks) })
 		b.Run(size.name+"/map-RWMutex", func(b *testing.B) { benchMap(b, ks) })
 	}
@@ -59,12 +64,12 @@ func BenchmarkGetHit(b *testing.B) {
 // start returns a distinct starting position for each parallel goroutine.
 func startAt(next *atomic.Int64, n int) int { return int(next.Add(7919)) % n }
 
-func benchLocal(b *testing.B, ks *benchKeys, p Policy) {
+func benchLocal(b *testing.B, ks *benchKeys, o Options) {
 	n := len(ks.keys)
-	c := New[benchVal](Options{Capacity: 2 * n, Policy: p})
+	o.Capacity = 2 * n
+	c := New[benchVal](o)
 	for i, k := range ks.keys {
-		c.Set(ks.hashes[i], k, benchVal{int64(i), k}, never)
-		c.Get(ks.hashes[i], k, 0) // 2Q: promote now, not during the timed loop
+		c.Set(ks.hashes[i], Entry[benchVal]{Key: k, Value: benchVal{int64(i), k}, Expire: never, Size: 100})
 	}
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()

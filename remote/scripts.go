@@ -155,13 +155,17 @@ publish(ARGV[3], ARGV[4], v)
 return {v, 1}
 `)
 
-// bumpScript advances the version at KEYS[1] and publishes it.
+// bumpScript advances the version at KEYS[1] and publishes it. An epoch's
+// bump records the incarnation it was made under too, or the next read that
+// checks it would renew it once more.
 //
-// KEYS[1] version or epoch key
-// ARGV[1] floor, ARGV[2] channel, ARGV[3] message prefix
+// KEYS[1] version or epoch key, KEYS[2] its incarnation key (epochs only)
+// ARGV[1] floor, ARGV[2] channel, ARGV[3] message prefix, ARGV[4]
+// incarnation token ("": none)
 var bumpScript = newFlaggedScript("allow-oom", uvarintLua+`
 local v = newVersion(tonumber(redis.call('GET', KEYS[1]) or '') or 0, tonumber(ARGV[1]))
 redis.call('SET', KEYS[1], string.format('%.0f', v))
+if ARGV[4] ~= '' then redis.call('SET', KEYS[2], ARGV[4]) end
 publish(ARGV[2], ARGV[3], v)
 return v
 `)

@@ -60,7 +60,11 @@ func (s *Store) Version(ctx context.Context, v Version) (VersionRead, error) {
 // and publishes it, atomically. It returns the new version.
 func (s *Store) Bump(ctx context.Context, v Version) (uint64, error) {
 	return guarded(s, ctx, s.opts.WriteTimeout, func(ctx context.Context) (uint64, error) {
-		n, err := s.runFlagged(ctx, bumpScript, []string{v.Key}, v.Floor, s.opts.Channel, v.Prefix).Int64()
+		keys := []string{v.Key}
+		if v.Incarnation != "" {
+			keys = append(keys, v.IncarnationKey)
+		}
+		n, err := s.runFlagged(ctx, bumpScript, keys, v.Floor, s.opts.Channel, v.Prefix, v.Incarnation).Int64()
 		return uint64(n), err
 	})
 }

@@ -144,6 +144,17 @@ func TestEpochRenewedUnderAnotherIncarnation(t *testing.T) {
 	if again, err := e.store.Version(e.ctx, epoch); err != nil || again.Version != v2 {
 		t.Fatalf("the next Client of the new incarnation: epoch %d, %v; want %d", again.Version, err, v2)
 	}
+	// A bump records its incarnation: the next checking read keeps it.
+	bumped, err := e.store.Bump(e.ctx, Version{Key: key, IncarnationKey: keys.IncarnationKey(key), Incarnation: "run3/repl3", Floor: v2, Prefix: epoch.Prefix})
+	if err != nil || bumped <= v2 {
+		t.Fatalf("Bump = %d, %v", bumped, err)
+	}
+	checkBumpMessage(t, sub.next(), "", bumped)
+	epoch.Incarnation = "run3/repl3"
+	if again, err := e.store.Version(e.ctx, epoch); err != nil || again.Version != bumped || again.Created {
+		t.Fatalf("a read after a bump under the same incarnation = %+v, %v; want the bumped epoch %d kept", again, err, bumped)
+	}
+	v2 = bumped
 	epoch.Incarnation = "" // INFO refused: no check
 	if again, err := e.store.Version(e.ctx, epoch); err != nil || again.Version != v2 {
 		t.Fatalf("without an incarnation: epoch %d, %v; want %d", again.Version, err, v2)

@@ -549,7 +549,7 @@ func TestClosedClient(t *testing.T) {
 func TestLocalHitDoesNotAllocate(t *testing.T) {
 	srv := redistest.Start(t)
 	c := readyClient(t, srv)
-	for _, p := range []Policy{LRU, TwoQueue} {
+	for _, p := range []Policy{LRU, TinyLFU} {
 		k := newKS(t, c, Config[user]{Name: fmt.Sprintf("alloc%d", p), LocalPolicy: p, LocalTTL: time.Hour})
 		ctx := ctxT(t)
 		if err := k.Set(ctx, "42", user{ID: "42", Name: "ada"}); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tiercache/tiercache/internal/clock"
 	"github.com/tiercache/tiercache/keys"
+	"github.com/tiercache/tiercache/local"
 	"github.com/tiercache/tiercache/remote"
 )
 
@@ -81,7 +82,7 @@ func (k *Keyspace[V]) sealFill(m *miss[V], took time.Duration) (w remote.Write, 
 		return w, v, false
 	}
 	w = remote.Write{Key: m.key, Lease: keys.LeaseKey(m.key), Env: s.env, TTL: s.redisTTL, Version: s.version}
-	return w, decoded[V]{loaded: m.result, expiry: s.expiry, loadTime: took}, true
+	return w, decoded[V]{loaded: m.result, expiry: s.expiry, loadTime: took, size: s.size}, true
 }
 
 // cacheable reports whether a loaded result may be cached at all: a "not
@@ -143,9 +144,15 @@ func (k *Keyspace[V]) fillLocal(m *miss[V], v decoded[V]) {
 		return
 	}
 	e := k.newEntry(v, m.version, now)
-	if !k.local.SetIfUnchanged(m.hash, m.id, e, int64(max(e.freshUntil, k.staleEnd(&e))), m.gen) {
+	if !k.local.SetIfUnchanged(m.hash, k.localEntry(m.id, &e, v.size), m.gen) {
 		k.counters.localFillsSkipped.Add(1)
 	}
+}
+
+// localEntry is what the local tier stores for id: the entry, until it can
+// no longer be served even stale, and its encoded size.
+func (k *Keyspace[V]) localEntry(id string, e *entry[V], size int) local.Entry[entry[V]] {
+	return local.Entry[entry[V]]{Key: id, Value: *e, Expire: int64(max(e.freshUntil, k.staleEnd(e))), Size: int64(size)}
 }
 
 // fillDegraded caches a value loaded while Redis was failing, for
@@ -166,7 +173,15 @@ func (k *Keyspace[V]) fillDegraded(m *miss[V]) {
 		}
 		e.version = v
 	}
-	if !k.local.SetIfUnchanged(m.hash, m.id, e, int64(e.freshUntil), m.gen) {
+	size := 0
+	if k.config.LocalMaxBytes > 0 && !e.negative {
+		b, err := k.encode(e.value)
+		if err != nil {
+			return
+		}
+		size = len(b)
+	}
+	if !k.local.SetIfUnchanged(m.hash, k.localEntry(m.id, &e, size), m.gen) {
 		k.counters.localFillsSkipped.Add(1)
 	}
 }
@@ -200,6 +215,7 @@ type sealed struct {
 	redisTTL time.Duration
 	expiry   clock.Time
 	version  string
+	size     int // the encoded value's length, before compression
 }
 
 // envelope encodes l, fresh for ttl, whose load took took.
@@ -225,7 +241,7 @@ func (k *Keyspace[V]) seal(l loaded[V], payload []byte, ttl, took time.Duration)
 		e.Flags |= remote.FlagCompressed
 		e.Payload = s2.Encode(nil, payload)
 	}
-	s := sealed{redisTTL: ttl + k.staleWindow(l.negative), expiry: k.client.localTime(e.FreshUntil)}
+	s := sealed{redisTTL: ttl + k.staleWindow(l.negative), expiry: k.client.localTime(e.FreshUntil), size: len(payload)}
 	if k.config.VersionOf != nil && !l.negative {
 		e.Version = k.config.VersionOf(l.value)
 		s.version = remote.VersionBytes(e.Version)

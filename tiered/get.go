@@ -98,17 +98,25 @@ func (k *Keyspace[V]) lookup(h uint64, id string, now clock.Time) (*entry[V], lo
 	if e == nil {
 		return nil, lookupMiss
 	}
-	if k.config.Group != nil {
-		if ver, known := k.versions.get(k.config.Group(id), now); !known || ver != e.version {
-			k.counters.localNotServed.Add(1)
-			return e, lookupMiss
-		}
+	if !k.versionCurrent(id, e, now) {
+		k.counters.localNotServed.Add(1)
+		return e, lookupMiss
 	}
 	if now >= e.freshUntil || (!busOK && !e.degraded) {
 		k.counters.localNotServed.Add(1)
 		return e, hitStale
 	}
 	return e, hitFresh
+}
+
+// versionCurrent reports whether e was read under id's current group
+// version (always, without groups).
+func (k *Keyspace[V]) versionCurrent(id string, e *entry[V], now clock.Time) bool {
+	if k.config.Group == nil {
+		return true
+	}
+	ver, known := k.versions.get(k.config.Group(id), now)
+	return known && ver == e.version
 }
 
 // hit serves a fresh local entry, drawing for an early refresh (loading with

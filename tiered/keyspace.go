@@ -61,7 +61,7 @@ func NewKeyspace[V any](c *Client, cfg Config[V]) (*Keyspace[V], error) {
 	k := &Keyspace[V]{
 		client: c,
 		config: cfg,
-		local:  local.New[entry[V]](local.Options{Capacity: cfg.LocalCapacity, Shards: cfg.LocalShards, Policy: cfg.LocalPolicy}),
+		local:  local.New[entry[V]](local.Options{Capacity: cfg.LocalCapacity, MaxBytes: cfg.LocalMaxBytes, Shards: cfg.LocalShards, Policy: cfg.LocalPolicy}),
 		hash:   xxhash.Sum64String,
 	}
 	if c.hooks != nil && c.hooks.hash != nil {

@@ -19,11 +19,13 @@ import (
 )
 
 // decoded is a value read from Redis: the value, its fresh-until time on
-// this process's clock, and how long its last load took.
+// this process's clock, how long its last load took, and its encoded size
+// (what LocalMaxBytes counts).
 type decoded[V any] struct {
 	loaded[V]
 	expiry   clock.Time
 	loadTime time.Duration
+	size     int
 }
 
 // readRedis reads the keys of the batch's misses at stepRead and moves each
@@ -141,7 +143,7 @@ func (k *Keyspace[V]) decode(m *miss[V], raw []byte) (v decoded[V], err error) {
 				var zero V
 				m.result.value = zero
 				err = k.config.Codec.Unmarshal(payload, &m.result.value)
-				v.value = m.result.value
+				v.value, v.size = m.result.value, len(payload)
 			}
 		}
 	}

@@ -121,8 +121,8 @@ func (k *Keyspace[V]) check(j verifyJob[V]) {
 // local tier's fresh value, else Redis's. serving is false when neither
 // holds one.
 func (k *Keyspace[V]) servedNow(ctx context.Context, id string) (loaded[V], bool) {
-	h := k.hash(id)
-	if e, state := k.lookup(h, id, k.client.clock.Now()); state == hitFresh {
+	now := k.client.clock.Now()
+	if e := k.local.Peek(k.hash(id), id, int64(now)); e != nil && now < e.freshUntil && now < k.client.serveUntil() && k.versionCurrent(id, e, now) {
 		return loaded[V]{value: e.value, negative: e.negative}, true
 	}
 	m, err := k.resolve(ctx, id)

@@ -83,7 +83,7 @@ func (k *Keyspace[V]) Set(ctx context.Context, id string, v V, opts ...SetOption
 	// Store locally only if nothing touched the shard since before the
 	// Redis write; otherwise a concurrent write may be newer than ours.
 	e := k.newEntry(decoded[V]{loaded: held, expiry: s.expiry}, m.version, k.client.clock.Precise())
-	if !k.local.Replace(h, id, e, int64(max(e.freshUntil, k.staleEnd(&e))), gen) {
+	if !k.local.Replace(h, k.localEntry(id, &e, len(payload)), gen) {
 		k.counters.localFillsSkipped.Add(1)
 	}
 	return nil
@@ -220,7 +220,7 @@ func (k *Keyspace[V]) InvalidateGroup(ctx context.Context, group string) error {
 		return ErrClosed
 	}
 	versionKey := keys.VersionKey(k.config.Name, group)
-	v, err := k.bumpVersion(ctx, versionKey, group)
+	v, err := k.bumpVersion(ctx, remote.Version{Key: versionKey}, group)
 	if err != nil {
 		k.client.queueGroup(k.config.Name, group, err)
 		return &OpError{Op: "invalidate group", Key: versionKey, Err: err}
@@ -248,7 +248,12 @@ func (k *Keyspace[V]) InvalidateAll(ctx context.Context) error {
 
 // bumpEpoch makes every value of the keyspace unreachable, everywhere.
 func (k *Keyspace[V]) bumpEpoch(ctx context.Context) error {
-	v, err := k.bumpVersion(ctx, keys.EpochKey(k.config.Name), epochGroup)
+	inc, err := k.client.incarnation(ctx)
+	if err != nil {
+		return err
+	}
+	key := keys.EpochKey(k.config.Name)
+	v, err := k.bumpVersion(ctx, remote.Version{Key: key, IncarnationKey: keys.IncarnationKey(key), Incarnation: inc}, epochGroup)
 	if err != nil {
 		return err
 	}
@@ -257,20 +262,21 @@ func (k *Keyspace[V]) bumpEpoch(ctx context.Context) error {
 	return nil
 }
 
-// bumpVersion advances the version at versionKey and broadcasts it as a bump of
+// bumpVersion advances the version v names and broadcasts it as a bump of
 // group, in one script.
-func (k *Keyspace[V]) bumpVersion(ctx context.Context, versionKey, group string) (uint64, error) {
+func (k *Keyspace[V]) bumpVersion(ctx context.Context, v remote.Version, group string) (uint64, error) {
 	prefix, err := k.client.publisher.BumpPrefix(k.config.Name, group)
 	if err != nil {
 		return 0, err
 	}
-	v, err := k.client.store.Bump(ctx, remote.Version{Key: versionKey, Floor: k.client.server.highest.Load(), Prefix: prefix})
+	v.Floor, v.Prefix = k.client.server.highest.Load(), prefix
+	n, err := k.client.store.Bump(ctx, v)
 	if err != nil {
 		return 0, err
 	}
-	k.client.sawVersion(v)
+	k.client.sawVersion(n)
 	k.client.sent.Add(1)
-	return v, nil
+	return n, nil
 }
 
 // FlushLocal drops every local entry of this keyspace in every process

@@ -252,6 +252,16 @@ var targets = []target{
 	{"Redis hit, 10 KB: tiercache / go-redis GET+json", "RedisHit/10KB/serial/tiercache", "RedisHit/10KB/serial/go-redis-GET+json", "ns/op", true, 1.2},
 	{"GetMany(100): tiercache / go-redis pipeline+json", "GetMany/serial/tiercache", "GetMany/serial/go-redis-pipeline+json", "ns/op", true, 1.2},
 	{"memory: tiercache local / golang-lru", "Memory/1000k/tiercache-local", "Memory/1000k/golang-lru", "B/entry", true, 1.5},
+	// Issue 16's local-tier goals.
+	{"local hit, hot key, parallel: tiercache / otter", "LocalHit/hot/parallel/tiercache", "LocalHit/hot/parallel/otter", "ns/op", true, 1.0},
+	{"local hit, hot key: tiercache parallel / serial", "LocalHit/hot/parallel/tiercache", "LocalHit/hot/serial/tiercache", "ns/op", true, 1.0},
+	{"local hit, 100k keys, parallel: tiercache / otter", "LocalHit/100k/parallel/tiercache", "LocalHit/100k/parallel/otter", "ns/op", true, 1.0},
+	{"local hit, 100k keys, serial: tiercache / golang-lru", "LocalHit/100k/serial/tiercache", "LocalHit/100k/serial/golang-lru", "ns/op", true, 1.0},
+	{"Zipf(1.01) hit ratio: tiercache / otter", "Zipf/serial/tiercache", "Zipf/serial/otter", "hit-ratio", false, 1.0},
+	{"scan-heavy hit ratio: tiercache / otter", "HitRatio/scan/tiercache", "HitRatio/scan/otter", "hit-ratio", false, 1.0},
+	{"loop of 150k on 100k, hit ratio: tiercache / otter", "HitRatio/loop-150k/tiercache", "HitRatio/loop-150k/otter", "hit-ratio", false, 1.0},
+	{"memory: tiercache local / otter", "Memory/1000k/tiercache-local", "Memory/1000k/otter", "B/entry", true, 1.0},
+	{"working set = LocalCapacity: tiercache / golang-lru", "WorkingSet/tiercache", "WorkingSet/golang-lru", "ns/op", true, 1.3},
 	{"memory: tiercache Keyspace (100k) / golang-lru (1M)", "Memory/100k/tiercache-Keyspace", "Memory/1000k/golang-lru", "B/entry", true, 1.5},
 }
 
