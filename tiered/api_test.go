@@ -353,3 +353,33 @@ func TestMissHeavyKeyspaceReadsWithTheLease(t *testing.T) {
 		t.Fatalf("a Redis hit in a hit-heavy keyspace made %v; want one GET", names)
 	}
 }
+
+// LocalMaxBytes bounds the local tier by its values' encoded size (plus the
+// fixed overhead per entry), far past the bound; the hit path stays free.
+func TestLocalMaxBytes(t *testing.T) {
+	srv := redistest.Start(t)
+	c := readyClient(t, srv)
+	const bound = 64 << 10
+	k := newKS(t, c, Config[user]{LocalMaxBytes: bound, LocalCapacity: 100_000, LocalTTL: time.Hour, Loader: func(_ context.Context, id string) (user, error) {
+		return user{ID: id, Name: strings.Repeat("n", 1000)}, nil
+	}})
+	ctx := ctxT(t)
+	for i := 0; i < 1000; i++ { // about 1 MB of values
+		mustGet(t, k, strconv.Itoa(i))
+	}
+	if err := k.Set(ctx, "set", user{Name: strings.Repeat("s", 1000)}); err != nil {
+		t.Fatal(err)
+	}
+	size := int64(len(mustJSON(user{ID: "999", Name: strings.Repeat("n", 1000)})))
+	held := int64(k.Stats().LocalEntries)
+	if held == 0 || held*(size+k.local.Overhead()) > bound+size+k.local.Overhead() || k.local.Bytes() > bound {
+		t.Fatalf("%d entries of %d bytes (+%d overhead) held, %d bytes counted: over the %d-byte bound", held, size, k.local.Overhead(), k.local.Bytes(), bound)
+	}
+	t.Logf("%d entries held of 1000 loaded (%d bytes of %d)", held, k.local.Bytes(), bound)
+	if _, ok := k.Peek("set"); !ok {
+		t.Fatal("the last Set is not held locally")
+	}
+	if n := testing.AllocsPerRun(1000, func() { _, _ = k.Get(ctx, "set") }); n != 0 {
+		t.Fatalf("a local hit with LocalMaxBytes allocates %v times", n)
+	}
+}

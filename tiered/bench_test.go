@@ -27,28 +27,36 @@ type benchUser struct {
 }
 
 // BenchmarkLocalHit is the hit path alone (the bench/ module compares it
-// with peers): one hot key.
+// with peers): one hot key, with and without LocalMaxBytes and an Observer,
+// same run. go test -run '^$' -bench LocalHit -benchmem -count 8 ./tiered
 func BenchmarkLocalHit(b *testing.B) {
 	srv := redistest.Start(b)
-	c := newClient(b, srv)
-	waitReady(b, c)
-	k, err := NewKeyspace(c, Config[benchUser]{Name: "bu", LocalTTL: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := k.Set(ctx, "42", benchUser{ID: 42, Name: "ada", Email: "a@b.c", Tags: []string{"x"}}); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := k.Get(ctx, "42"); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	for _, tc := range []struct {
+		name     string
+		maxBytes int64
+		observer Observer
+	}{{"plain", 0, nil}, {"LocalMaxBytes", 64 << 20, nil}, {"Observer", 0, nopObserver{}}} {
+		c := newClient(b, srv, func(o *Options) { o.Observer = tc.observer })
+		waitReady(b, c)
+		k, err := NewKeyspace(c, Config[benchUser]{Name: "bu", LocalTTL: time.Hour, LocalMaxBytes: tc.maxBytes})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		if err := k.Set(ctx, "42", benchUser{ID: 42, Name: "ada", Email: "a@b.c", Tags: []string{"x"}}); err != nil {
+			b.Fatal(err)
+		}
 		if _, err := k.Get(ctx, "42"); err != nil {
 			b.Fatal(err)
 		}
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := k.Get(ctx, "42"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
