@@ -2,7 +2,12 @@ package metricspec
 
 // The latency histograms of Gets: their buckets and tier labels.
 
-import "github.com/tiercache/tiercache/tiered"
+import (
+	"fmt"
+	"math"
+
+	"github.com/tiercache/tiercache/tiered"
+)
 
 // LatencyBuckets returns the default upper bounds, in seconds, of the
 // latency histograms: 1, 2.5 and 5 of every decade from 10ns to 10s (28
@@ -34,3 +39,17 @@ func TierIndex(t tiered.Tier) int {
 // TierName returns the label of the tier at index i: "none", "local",
 // "redis", "loader" or "stale".
 func TierName(i int) string { return tiered.Tier(i).String() }
+
+// CheckBuckets returns an error unless b is a non-empty list of increasing
+// upper bounds.
+func CheckBuckets(b []float64) error {
+	for i, v := range b {
+		if math.IsNaN(v) || i > 0 && v <= b[i-1] {
+			return fmt.Errorf("buckets must be given in increasing order, got %v", b)
+		}
+	}
+	if len(b) == 0 {
+		return fmt.Errorf("no buckets")
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package metricspec
 
 import (
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -126,5 +127,16 @@ func TestTiers(t *testing.T) {
 	}
 	if TierIndex(tiered.TierRedis) != 2 || TierIndex(tiered.Tier(200)) != 0 {
 		t.Fatal("TierIndex")
+	}
+}
+
+func TestCheckBuckets(t *testing.T) {
+	if err := CheckBuckets(LatencyBuckets()); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]float64{nil, {1, 1}, {2, 1}, {math.NaN()}, {1, math.NaN()}} {
+		if CheckBuckets(b) == nil {
+			t.Errorf("CheckBuckets(%v): no error", b)
+		}
 	}
 }
