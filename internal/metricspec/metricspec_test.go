@@ -21,8 +21,8 @@ func TestEveryFieldHasAMetric(t *testing.T) {
 			t.Errorf("%s has %d fields, %d metrics", typ.Name(), typ.NumField(), len(ms))
 		}
 		for _, m := range ms {
-			if m.Kind == 0 || m.Name == "" || m.Help == "tiered."+typ.Name()+"."+m.Field {
-				t.Errorf("%s.%s: %+v (no kind, name or comment; run go generate ./internal/metricspec)", typ.Name(), m.Field, m)
+			if m.Kind == 0 || m.Name == "" || m.Help == "" {
+				t.Errorf("%s.%s: %+v", typ.Name(), m.Field, m)
 			}
 		}
 	}
