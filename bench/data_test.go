@@ -119,8 +119,11 @@ func closeFixtures() {
 
 // newTiered returns a tiered Client on its own go-redis client, once its
 // invalidation bus is subscribed (before that, Get never serves locally).
-func newTiered() (*tiered.Client, error) {
-	c, err := tiered.NewClient(tiered.Options{Redis: newRedis()})
+func newTiered() (*tiered.Client, error) { return newObservedTiered(nil) }
+
+// newObservedTiered is newTiered with an Observer (nil: none).
+func newObservedTiered(obs tiered.Observer) (*tiered.Client, error) {
+	c, err := tiered.NewClient(tiered.Options{Redis: newRedis(), Observer: obs})
 	if err != nil {
 		return nil, err
 	}

@@ -13,8 +13,11 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/maypok86/otter/v2"
 	"github.com/redis/rueidis"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/tiercache/tiercache/tiered"
+	"github.com/tiercache/tiercache/tiered/tieredotel"
+	"github.com/tiercache/tiercache/tiered/tieredprom"
 )
 
 // Scenario 1: local hits of a typed struct. Every row returns a User that
@@ -66,24 +69,8 @@ func buildHitFixture() (*hitFixture, error) {
 	// Ours: warmed through GetMany and a BatchLoader, i.e. filled in Redis
 	// and locally exactly as a service's first reads would.
 	var err error
-	if f.c, err = newTiered(); err != nil {
+	if f.c, f.ks, err = newHitKeyspace(f.ids, nil); err != nil {
 		return nil, err
-	}
-	f.ks, err = tiered.NewKeyspace(f.c, tiered.Config[User]{
-		Name: "users", TTL: hourTTL, LocalTTL: hourTTL, LocalCapacity: hitCapacity,
-		BatchLoader: loadUsers,
-	})
-	if err != nil {
-		return nil, err
-	}
-	for i := 0; i < len(f.ids); i += 1000 {
-		got, err := f.ks.GetMany(ctx, f.ids[i:i+1000])
-		if err != nil || len(got) != 1000 {
-			return nil, fmt.Errorf("warm tiered: %d values, %v", len(got), err)
-		}
-	}
-	if n := f.ks.Stats().LocalEntries; n != hitKeys {
-		return nil, fmt.Errorf("tiered holds %d local entries after warm-up, want %d; stats %+v", n, hitKeys, f.ks.Stats())
 	}
 
 	f.lru, _ = lru.New[string, User](hitCapacity)
@@ -147,6 +134,64 @@ func buildHitFixture() (*hitFixture, error) {
 	return f, nil
 }
 
+// newHitKeyspace returns a Client (with obs, if not nil) and its keyspace of
+// users holding every id locally.
+func newHitKeyspace(ids []string, obs tiered.Observer) (*tiered.Client, *tiered.Keyspace[User], error) {
+	c, err := newObservedTiered(obs)
+	if err != nil {
+		return nil, nil, err
+	}
+	ks, err := tiered.NewKeyspace(c, tiered.Config[User]{
+		Name: "users", TTL: hourTTL, LocalTTL: hourTTL, LocalCapacity: hitCapacity,
+		BatchLoader: loadUsers,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := 0; i < len(ids); i += 1000 {
+		got, err := ks.GetMany(ctx, ids[i:i+1000])
+		if err != nil || len(got) != 1000 {
+			return nil, nil, fmt.Errorf("warm tiered: %d values, %v", len(got), err)
+		}
+	}
+	if n := ks.Stats().LocalEntries; n != len(ids) {
+		return nil, nil, fmt.Errorf("tiered holds %d local entries after warm-up, want %d; stats %+v", n, len(ids), ks.Stats())
+	}
+	return c, ks, nil
+}
+
+// observedFixture is tiercache's keyspace of scenario 1 again, on a Client
+// with an Observer: the Prometheus adapter's, or OpenTelemetry's recording
+// into an SDK MeterProvider (whose reader never collects: a service's
+// export runs elsewhere, off the hit path).
+type observedFixture struct {
+	c  *tiered.Client
+	ks *tiered.Keyspace[User]
+}
+
+var promFx, otelFx lazy[*observedFixture]
+
+func observedFixtureGet(b *testing.B, which string) *observedFixture {
+	ids := hitFixtureGet(b).ids
+	fx, newObserver := &promFx, func() (tiered.Observer, error) { return tieredprom.NewObserver() }
+	if which == "otel" {
+		fx, newObserver = &otelFx, func() (tiered.Observer, error) {
+			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+			onClose(func() { _ = mp.Shutdown(ctx) })
+			return tieredotel.NewObserver(tieredotel.WithMeterProvider(mp))
+		}
+	}
+	return fx.get(b, func() (*observedFixture, error) {
+		obs, err := newObserver()
+		if err != nil {
+			return nil, err
+		}
+		f := &observedFixture{}
+		f.c, f.ks, err = newHitKeyspace(ids, obs)
+		return f, err
+	})
+}
+
 func newRueidis() (rueidis.Client, error) {
 	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{redisAddr}})
 	if err != nil {
@@ -173,28 +218,18 @@ func BenchmarkLocalHit(b *testing.B) {
 				return s
 			}
 			pre := ws + "/" + mode + "/"
+			// tiercache, then the same with an observer attached (one
+			// hit in 64 timed and recorded): same keys, same run.
 			b.Run(pre+"tiercache", func(b *testing.B) {
 				f := hitFixtureGet(b)
-				if err := waitReady(f.c); err != nil {
-					b.Fatal(err)
-				}
-				var before tiered.Stats
-				runReads(b, keysOf(f, ""), par, func() { before = f.ks.Stats() }, func(id string) int64 {
-					u, _ := f.ks.Get(ctx, id)
-					return u.ID
-				})
-				b.StopTimer()
-				// A local miss is a Redis round trip, so this row only
-				// measures local hits if local-miss/op is 0. The fixture
-				// checked that every key is local; misses here mean the
-				// bus stopped proving it was alive for BusTimeout (an
-				// overloaded machine), and they slow tiercache's row.
-				miss := float64(f.ks.Stats().LocalMisses-before.LocalMisses) / float64(b.N)
-				b.ReportMetric(miss, "local-miss/op")
-				if miss > 0.001 {
-					b.Logf("%.2f%% of reads missed locally: the bus was not Ready", 100*miss)
-				}
+				runTieredReads(b, f.c, f.ks, keysOf(f, ""), par)
 			})
+			for _, which := range []string{"prom", "otel"} {
+				b.Run(pre+"tiercache-"+which, func(b *testing.B) {
+					o := observedFixtureGet(b, which)
+					runTieredReads(b, o.c, o.ks, keysOf(hitFixtureGet(b), ""), par)
+				})
+			}
 			b.Run(pre+"golang-lru", func(b *testing.B) {
 				f := hitFixtureGet(b)
 				runReads(b, keysOf(f, ""), par, nil, func(id string) int64 {
@@ -243,6 +278,29 @@ func BenchmarkLocalHit(b *testing.B) {
 				})
 			})
 		}
+	}
+}
+
+// runTieredReads times tiercache's Get with runReads and reports
+// local-miss/op.
+func runTieredReads(b *testing.B, c *tiered.Client, ks *tiered.Keyspace[User], keys []string, parallel bool) {
+	if err := waitReady(c); err != nil {
+		b.Fatal(err)
+	}
+	var before tiered.Stats
+	runReads(b, keys, parallel, func() { before = ks.Stats() }, func(id string) int64 {
+		u, _ := ks.Get(ctx, id)
+		return u.ID
+	})
+	b.StopTimer()
+	// A local miss is a Redis round trip, so this row only measures local
+	// hits if local-miss/op is 0. The fixture checked that every key is
+	// local; misses here mean the bus stopped proving it was alive for
+	// BusTimeout (an overloaded machine), and they slow tiercache's row.
+	miss := float64(ks.Stats().LocalMisses-before.LocalMisses) / float64(b.N)
+	b.ReportMetric(miss, "local-miss/op")
+	if miss > 0.001 {
+		b.Logf("%.2f%% of reads missed locally: the bus was not Ready", 100*miss)
 	}
 }
 
