@@ -3,9 +3,7 @@ package tieredotel
 import (
 	"context"
 	"errors"
-	"reflect"
 	"testing"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -117,22 +115,6 @@ func wantKind(m metricspec.Metric) string {
 	return "gauge"
 }
 
-// fieldValue reads a field of Stats or ClientStats as the instrument's
-// value.
-func fieldValue(s any, field string) float64 {
-	v := reflect.ValueOf(s).FieldByName(field)
-	if d, ok := v.Interface().(time.Duration); ok {
-		return d.Seconds()
-	}
-	switch {
-	case v.CanUint():
-		return float64(v.Uint())
-	case v.CanInt():
-		return float64(v.Int())
-	}
-	return v.Float()
-}
-
 func TestInstrumentExportsEveryField(t *testing.T) {
 	mp, reader := newMeters(t)
 	c := newClient(t, nil)
@@ -146,6 +128,7 @@ func TestInstrumentExportsEveryField(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	settle(t, c)
 	ms := collect(t, reader)
 	stats, cstats := k.Stats(), c.Stats()
 	user := attribute.String("keyspace", "user")

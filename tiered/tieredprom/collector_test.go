@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -100,23 +99,6 @@ func promName(m metricspec.Metric) (string, dto.MetricType) {
 	return name, dto.MetricType_GAUGE
 }
 
-// fieldValue reads a field of Stats or ClientStats as the metric's value.
-func fieldValue(s any, field string) float64 {
-	v := reflect.ValueOf(s).FieldByName(field)
-	if d, ok := v.Interface().(time.Duration); ok {
-		return d.Seconds()
-	}
-	switch {
-	case v.CanUint():
-		return float64(v.Uint())
-	case v.CanInt():
-		return float64(v.Int())
-	case v.CanFloat():
-		return v.Float()
-	}
-	return 0
-}
-
 func TestCollectorExportsEveryField(t *testing.T) {
 	obs, err := NewObserver()
 	if err != nil {
@@ -133,6 +115,7 @@ func TestCollectorExportsEveryField(t *testing.T) {
 	if err := k.Set(ctx, "3", user{ID: "3"}); err != nil {
 		t.Fatal(err)
 	}
+	settle(t, c)
 	s := newScraper(t, obs, NewCollector(c))
 	fams := s.scrape()
 	stats, cstats := k.Stats(), c.Stats()
