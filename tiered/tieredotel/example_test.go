@@ -82,7 +82,7 @@ func ExampleInstrument() {
 		fmt.Println("span", got[0].Name)
 		for _, kv := range got[0].Attributes {
 			if kv.Key == "tier" || kv.Key == "lease" {
-				fmt.Println(" ", kv.Key, kv.Value.Emit())
+				fmt.Println(" ", kv.Key, kv.Value.String())
 			}
 		}
 	}
@@ -96,7 +96,7 @@ func ExampleInstrument() {
 			if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "tiercache.loads" {
 				for _, p := range sum.DataPoints {
 					ks, _ := p.Attributes.Value("keyspace")
-					fmt.Println(m.Name, ks.Emit(), p.Value)
+					fmt.Println(m.Name, ks.String(), p.Value)
 				}
 			}
 		}
