@@ -13,11 +13,8 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/maypok86/otter/v2"
 	"github.com/redis/rueidis"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/tiercache/tiercache/tiered"
-	"github.com/tiercache/tiercache/tiered/tieredotel"
-	"github.com/tiercache/tiercache/tiered/tieredprom"
 )
 
 // Scenario 1: local hits of a typed struct. Every row returns a User that
@@ -158,38 +155,6 @@ func newHitKeyspace(ids []string, obs tiered.Observer) (*tiered.Client, *tiered.
 		return nil, nil, fmt.Errorf("tiered holds %d local entries after warm-up, want %d; stats %+v", n, len(ids), ks.Stats())
 	}
 	return c, ks, nil
-}
-
-// observedFixture is tiercache's keyspace of scenario 1 again, on a Client
-// with an Observer: the Prometheus adapter's, or OpenTelemetry's recording
-// into an SDK MeterProvider (whose reader never collects: a service's
-// export runs elsewhere, off the hit path).
-type observedFixture struct {
-	c  *tiered.Client
-	ks *tiered.Keyspace[User]
-}
-
-var promFx, otelFx lazy[*observedFixture]
-
-func observedFixtureGet(b *testing.B, which string) *observedFixture {
-	ids := hitFixtureGet(b).ids
-	fx, newObserver := &promFx, func() (tiered.Observer, error) { return tieredprom.NewObserver() }
-	if which == "otel" {
-		fx, newObserver = &otelFx, func() (tiered.Observer, error) {
-			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-			onClose(func() { _ = mp.Shutdown(ctx) })
-			return tieredotel.NewObserver(tieredotel.WithMeterProvider(mp))
-		}
-	}
-	return fx.get(b, func() (*observedFixture, error) {
-		obs, err := newObserver()
-		if err != nil {
-			return nil, err
-		}
-		f := &observedFixture{}
-		f.c, f.ks, err = newHitKeyspace(ids, obs)
-		return f, err
-	})
 }
 
 func newRueidis() (rueidis.Client, error) {
