@@ -30,6 +30,7 @@ func mainErr(args []string, out io.Writer) error {
 	load := fs.Duration("load", 2*time.Second, "length of the load phase")
 	workers := fs.Int("workers", 32, "reader goroutines in the load phase, half on each replica")
 	latency := fs.Duration("db-latency", 20*time.Millisecond, "simulated database round trip")
+	metricsAddr := fs.String("metrics", "", "serve /metrics (Prometheus text format) on `host:port` while the example runs, e.g. :9090")
 	postgres := fs.String("postgres", os.Getenv("DATABASE_URL"), "PostgreSQL connection `string` (default $DATABASE_URL; empty: no change-data-capture step)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -40,7 +41,7 @@ func mainErr(args []string, out io.Writer) error {
 
 	cfg := config{
 		Addr: *addr, Latency: *latency, Users: 300, Products: 120,
-		Workers: *workers, Load: *load, WriteEach: 20 * time.Millisecond, Postgres: *postgres,
+		Workers: *workers, Load: *load, WriteEach: 20 * time.Millisecond, Postgres: *postgres, Metrics: *metricsAddr,
 	}
 	where := "Redis at " + cfg.Addr
 	if cfg.Addr == "" {

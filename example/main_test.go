@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -198,5 +200,38 @@ func TestChangeDataCapture(t *testing.T) {
 		pg.Psql(t, "postgres", `SELECT count(*) FROM pg_tables WHERE tablename = 'tiercache_example_users'`)
 	if strings.ReplaceAll(strings.TrimSpace(left), "\n", "") != "000" {
 		t.Fatalf("left in PostgreSQL (slots, publications, tables): %q", left)
+	}
+}
+
+// TestMetricsEndpoint runs the example with -metrics: /metrics serves both
+// replicas' counters and latencies in the Prometheus text format.
+func TestMetricsEndpoint(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Metrics = "127.0.0.1:0"
+	var page string
+	cfg.scrape = func(addr string) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Errorf("GET /metrics: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		page = string(b)
+	}
+	var out bytes.Buffer
+	if _, err := run(context.Background(), cfg, &out); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, want := range []string{
+		`tiercache_local_hits_total{keyspace="tiercache-example-user",replica="A"}`,
+		`tiercache_local_hits_total{keyspace="tiercache-example-user",replica="B"}`,
+		`tiercache_get_duration_seconds_bucket{keyspace="tiercache-example-product",replica="A",tier="loader"`,
+		`tiercache_verified_total{keyspace="tiercache-example-user",replica="A"}`,
+		`tiercache_invalidations_sent_total{replica="B"}`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

@@ -37,13 +37,22 @@ type replica struct {
 	search   *tiered.Keyspace[SearchResult]
 }
 
-func newReplica(name, addr string, db *DB, log *zap.Logger) (*replica, error) {
+func newReplica(name, addr string, db *DB, log *zap.Logger, m *metrics) (*replica, error) {
+	obs, err := m.observer(name)
+	if err != nil {
+		return nil, err
+	}
 	// ContextTimeoutEnabled: go-redis bounds each call by its context
 	// itself, the fastest path (see the README's Quickstart).
 	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 2 * time.Second, ContextTimeoutEnabled: true})
 	rdb.AddHook(probeHook{})
-	c, err := tiered.NewClient(tiered.Options{Redis: rdb, Logger: log.Named(name), Channel: exampleChannel})
+	c, err := tiered.NewClient(tiered.Options{Redis: rdb, Logger: log.Named(name), Channel: exampleChannel, Observer: obs})
 	if err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("replica %s: %w", name, err)
+	}
+	if err := m.register(name, c); err != nil {
+		c.Close()
 		rdb.Close()
 		return nil, fmt.Errorf("replica %s: %w", name, err)
 	}

@@ -26,6 +26,8 @@ type config struct {
 	WriteEach time.Duration // load-phase: one user write-through per interval
 	Logger    *zap.Logger   // nil: no logging
 	Postgres  string        // a PostgreSQL to show change data capture with; "": skip it
+	Metrics   string        // serve /metrics on this address while running; "": no
+	scrape    func(addr string) // called at the end of the load phase with the metrics address (tests)
 }
 
 // result holds the facts the scenario established, for the test to assert.
@@ -80,12 +82,21 @@ func run(ctx context.Context, cfg config, w io.Writer) (*result, error) {
 		return nil, err
 	}
 	db := newDB(cfg.Latency, cfg.Users, cfg.Products)
-	a, err := newReplica("A", cfg.Addr, db, cfg.Logger)
+	var m *metrics
+	if cfg.Metrics != "" {
+		var err error
+		if m, err = startMetrics(cfg.Metrics); err != nil {
+			return nil, err
+		}
+		defer m.close()
+		fmt.Fprintf(w, "-- metrics: http://%s/metrics (Prometheus text format) while the example runs\n", m.addr)
+	}
+	a, err := newReplica("A", cfg.Addr, db, cfg.Logger, m)
 	if err != nil {
 		return nil, err
 	}
 	defer a.close()
-	b, err := newReplica("B", cfg.Addr, db, cfg.Logger)
+	b, err := newReplica("B", cfg.Addr, db, cfg.Logger, m)
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +130,9 @@ func run(ctx context.Context, cfg config, w io.Writer) (*result, error) {
 	}
 	if err := loadPhase(ctx, p, cfg, db, a, b, res); err != nil {
 		return res, err
+	}
+	if cfg.scrape != nil && m != nil {
+		cfg.scrape(m.addr)
 	}
 	report(p, db, a, b, res)
 	if !cfg.Embedded {
