@@ -16,17 +16,17 @@ import (
 
 // config sizes one run of the example.
 type config struct {
-	Addr      string        // Redis address
-	Embedded  bool          // Addr is a fresh embedded miniredis (no leftovers to clear)
-	Latency   time.Duration // one database round trip
-	Users     int           // users "1".."Users"
-	Products  int           // products, spread over the categories
-	Workers   int           // load-phase reader goroutines, half on each replica
-	Load      time.Duration // load-phase length
-	WriteEach time.Duration // load-phase: one user write-through per interval
-	Logger    *zap.Logger   // nil: no logging
-	Postgres  string        // a PostgreSQL to show change data capture with; "": skip it
-	Metrics   string        // serve /metrics on this address while running; "": no
+	Addr      string            // Redis address
+	Embedded  bool              // Addr is a fresh embedded miniredis (no leftovers to clear)
+	Latency   time.Duration     // one database round trip
+	Users     int               // users "1".."Users"
+	Products  int               // products, spread over the categories
+	Workers   int               // load-phase reader goroutines, half on each replica
+	Load      time.Duration     // load-phase length
+	WriteEach time.Duration     // load-phase: one user write-through per interval
+	Logger    *zap.Logger       // nil: no logging
+	Postgres  string            // a PostgreSQL to show change data capture with; "": skip it
+	Metrics   string            // serve /metrics on this address while running; "": no
 	scrape    func(addr string) // called at the end of the load phase with the metrics address (tests)
 }
 
