@@ -15,6 +15,9 @@
 # regexp of the benchmarks to run (default: all).
 set -euo pipefail
 cd "$(dirname "$0")"
+# bench/ is not in the repository's go.work: it builds with its own go.mod (its
+# peers must not change the versions the other modules are tested with).
+export GOWORK=off
 
 count=${1:-1}
 benchtime=${BENCHTIME:-500ms}

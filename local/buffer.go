@@ -73,7 +73,7 @@ func (ss *stripes[T]) mine() *stripe[T] {
 
 // record counts a hit of n and stores n in the ring. It reports whether the
 // ring completed a round, so the caller should try to drain.
-func (st *stripe[T]) record(n *node[T]) bool {
+func (st *stripe[T]) record(n *node[T]) (drain bool, hits uint64) {
 	t := st.hits.Load() + 1
 	if !st.hits.CompareAndSwap(t-1, t) {
 		t = st.hits.Add(1)
@@ -84,9 +84,9 @@ func (st *stripe[T]) record(n *node[T]) bool {
 		slot.Store(n)
 	}
 	if t&(stripeSlots-1) != 0 {
-		return false
+		return false, t
 	}
-	return t&(quietDrainEvery-1) == 0 || !st.allAre(n)
+	return t&(quietDrainEvery-1) == 0 || !st.allAre(n), t
 }
 
 func (st *stripe[T]) allAre(n *node[T]) bool {

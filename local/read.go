@@ -23,16 +23,30 @@ func (c *Cache[T]) Get(h uint64, key string, now int64) (T, bool) {
 // no lock, no allocation, and no write to memory shared with other cores
 // (except, every 16 hits of a buffer, a TryLock of the shard to drain it).
 func (c *Cache[T]) Ref(h uint64, key string, now int64) *T {
+	p, _ := c.RefTick(h, key, now)
+	return p
+}
+
+// TickEvery is how many hits of a read stripe there are for each tick
+// RefTick reports.
+const TickEvery = 64
+
+// RefTick is Ref that also reports, for about one hit in TickEvery (every
+// TickEvery-th hit of the reader's stripe), a tick: a sampling decision that
+// costs the hit path nothing, since the stripe counts its hits anyway and
+// is seldom shared with another core.
+func (c *Cache[T]) RefTick(h uint64, key string, now int64) (*T, bool) {
 	sh := c.shard(h)
 	n := sh.index.find(h)
 	if n != nil && n.key == key && now < n.expire {
-		if rs := sh.reads.Load(); rs.mine().record(n) {
+		drain, hits := sh.reads.Load().mine().record(n)
+		if drain {
 			c.tryDrain(sh)
 		}
-		return &n.val
+		return &n.val, hits%TickEvery == 0
 	}
 	c.miss(sh, n, key)
-	return nil
+	return nil, false
 }
 
 // miss counts a Get that found nothing, another key, or an expired item n,

@@ -43,7 +43,7 @@ func (k *Keyspace[V]) get(ctx context.Context, id string, ld loader[V]) (V, erro
 	if err := keys.Validate(id); err != nil {
 		return zero, err
 	}
-	start := k.client.sampleHit()
+	start := k.timeHit()
 	h := k.hash(id)
 	now := k.client.clock.Now()
 	e, state := k.lookup(h, id, now)
@@ -94,9 +94,12 @@ func (k *Keyspace[V]) lookup(h uint64, id string, now clock.Time) (*entry[V], lo
 	// invalidations: only those loaded from the source during the outage
 	// are served (briefly), the rest are stale-if-error fallbacks at most.
 	busOK := now < k.client.serveUntil()
-	e := k.local.Ref(h, id, int64(now))
+	e, tick := k.local.RefTick(h, id, int64(now))
 	if e == nil {
 		return nil, lookupMiss
+	}
+	if tick && k.client.options.Observer != nil {
+		k.timeNext.Store(true) // the next hit is measured
 	}
 	if !k.versionCurrent(id, e, now) {
 		k.counters.localNotServed.Add(1)
@@ -126,7 +129,7 @@ func (k *Keyspace[V]) hit(id string, h uint64, e *entry[V], ld loader[V]) (v V, 
 		k.refresh(refreshJob[V]{id: id, hash: h, early: true, loader: ld})
 	}
 	if k.verify != nil {
-		k.sampleHit(id, loaded[V]{value: e.value, negative: e.negative}, ld)
+		k.sampleForVerify(id, loaded[V]{value: e.value, negative: e.negative}, ld)
 	}
 	if e.negative {
 		k.counters.negativeHits.Add(1)

@@ -6,6 +6,7 @@ package tiered
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -28,6 +29,7 @@ type Keyspace[V any] struct {
 	recent     recentWrites        // this process's last writes (repair.go)
 	verify     *verifier[V]        // nil unless VerifyRate (verify.go)
 	reads      readWindow          // how recent Redis reads went (read.go)
+	timeNext   atomic.Bool         // the local tier ticked: time the next hit for the Observer (observe.go)
 	counters   counters            // what Stats reports (stats.go)
 }
 

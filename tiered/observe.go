@@ -2,14 +2,17 @@ package tiered
 
 // Observation: what metrics and tracing adapters (tieredprom, tieredotel)
 // plug into. The core depends on nothing for it: an Observer interface, a
-// sampled measure of local hits (one in 64, so the hit path pays one
-// comparison and, rarely, a clock read) and a measure of every miss.
+// sampled measure of local hits (about one in 64: the local tier ticks every
+// 64th hit of a read stripe, which it counts anyway, and the keyspace times
+// its next hit; the hit path pays one atomic load and, rarely, a clock read)
+// and a measure of every miss.
 
 import (
 	"context"
-	"math/rand/v2"
 	"sort"
 	"time"
+
+	"github.com/tiercache/tiercache/local"
 )
 
 // Observer receives what a Client's keyspaces do, for metrics and traces.
@@ -26,9 +29,9 @@ type Observer interface {
 	StartMiss(ctx context.Context, keyspace string) (context.Context, func(MissEnd))
 }
 
-// LocalHitSampling is how many local hits there are for each one an
+// LocalHitSampling is about how many local hits there are for each one an
 // Observer sees: a hit's latency is measured only when it is reported.
-const LocalHitSampling = 64
+const LocalHitSampling = local.TickEvery
 
 // Tier is what answered a read.
 type Tier uint8
@@ -103,11 +106,11 @@ func (o *outcome) merge(o2 outcome) {
 	o.tier, o.lease, o.load = max(o.tier, o2.tier), max(o.lease, o2.lease), max(o.load, o2.load)
 }
 
-// sampleHit decides, on the hit path, whether this hit is measured: it
-// returns the start time, or the zero Time when not (no observer, or not
-// this one in LocalHitSampling).
-func (c *Client) sampleHit() time.Time {
-	if c.options.Observer == nil || rand.Uint32()%LocalHitSampling != 0 {
+// timeHit decides, on the hit path, whether this hit is measured: it
+// returns the start time, or the zero Time when not (no observer, or no
+// tick since the last measured hit).
+func (k *Keyspace[V]) timeHit() time.Time {
+	if k.client.options.Observer == nil || !k.timeNext.Load() || !k.timeNext.CompareAndSwap(true, false) {
 		return time.Time{}
 	}
 	return time.Now()

@@ -92,7 +92,7 @@ func (k *Keyspace[V]) readValue(b *batch[V], m *miss[V], raw []byte) {
 		k.counters.redisHits.Add(1)
 		k.fillLocal(m, v)
 		if k.verify != nil {
-			k.sampleHit(m.id, v.loaded, b.loader)
+			k.sampleForVerify(m.id, v.loaded, b.loader)
 		}
 		m.finish(TierRedis, v.loaded, nil)
 		return
@@ -224,7 +224,7 @@ func (k *Keyspace[V]) readOrLease(ctx context.Context, b *batch[V], ms []*miss[V
 			k.reads.record(true)
 			k.counters.redisHits.Add(1)
 			if k.verify != nil {
-				k.sampleHit(m.id, m.result, b.loader)
+				k.sampleForVerify(m.id, m.result, b.loader)
 			}
 		case m.step == stepLoadLease || m.step == stepAwait:
 			k.reads.record(false)

@@ -63,9 +63,9 @@ func (k *Keyspace[V]) startVerifier() {
 	}
 }
 
-// sampleHit draws, for one hit, whether it is checked later. The hit path
+// sampleForVerify draws, for one hit, whether it is checked later. The hit path
 // pays the nil check and, with a verifier, one draw.
-func (k *Keyspace[V]) sampleHit(id string, l loaded[V], ld loader[V]) {
+func (k *Keyspace[V]) sampleForVerify(id string, l loaded[V], ld loader[V]) {
 	if k.verify == nil || rand.Float64() >= k.verify.rate || !ld.exists() {
 		return
 	}
