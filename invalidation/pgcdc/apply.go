@@ -60,15 +60,17 @@ func (w *Watcher) apply(b *batch) bool {
 func (w *Watcher) applyTarget(t int, wk *work) error {
 	tg := w.targets[t]
 	if wk.all {
-		if tg.all == nil {
-			w.st.errors.Add(1)
-			w.warn.Error("pgcdc: the whole keyspace must be invalidated (TRUNCATE, or a rule function panicked) but the target has no InvalidateAll; left as it is",
-				zap.String("target", tg.name))
-		} else if err := w.call(func(ctx context.Context) error { return tg.all.InvalidateAll(ctx) }, 1); err != nil {
-			return err
+		if tg.all != nil {
+			if err := w.call(func(ctx context.Context) error { return tg.all.InvalidateAll(ctx) }, 1); err != nil {
+				return err
+			}
+			*wk = work{}
+			return nil
 		}
-		*wk = work{}
-		return nil
+		w.st.errors.Add(1)
+		w.warn.Error("pgcdc: the whole keyspace must be invalidated (TRUNCATE, or a rule function panicked) but the target has no InvalidateAll; only the ids and groups known are invalidated",
+			zap.String("target", tg.name))
+		wk.all = false
 	}
 	if len(wk.ids) > 0 {
 		ids := make([]string, 0, len(wk.ids))

@@ -2,8 +2,10 @@ package pgcdc
 
 import "sync"
 
-// work is what one target must be told: ids to delete, groups to bump, or
-// that everything goes (all), which makes ids and groups moot.
+// work is what one target must be told: ids to delete, groups to bump, and
+// whether everything goes (all). For a target that can invalidate all, all
+// makes ids and groups moot; one that cannot keeps them beside all, so that
+// what it can do is still done.
 type work struct {
 	ids    map[string]struct{}
 	groups map[string]struct{}
@@ -17,7 +19,7 @@ type batch struct {
 	end     uint64 // end of the last transaction's commit record
 	txns    int    // transactions merged into the batch
 	changes int    // row changes of watched tables
-	limits  []int  // per target: most ids (or groups) held before all; 0 means no bound
+	limits  []int  // per target: most ids (or groups) held before all; 0: it cannot invalidate all, so no bound
 }
 
 func newBatch(limits []int) *batch {
@@ -30,7 +32,7 @@ func (b *batch) addGroup(t int, group string) { b.add(t, &b.work[t].groups, grou
 // add puts s into target t's set (its ids or its groups), unless the whole
 // target goes anyway.
 func (b *batch) add(t int, set *map[string]struct{}, s string) {
-	if b.work[t].all {
+	if b.whole(t) {
 		return
 	}
 	if *set == nil {
@@ -40,9 +42,21 @@ func (b *batch) add(t int, set *map[string]struct{}, s string) {
 	b.bound(t)
 }
 
-// invalidateAll marks target t's whole keyspace for invalidation.
+// invalidateAll marks target t's whole keyspace for invalidation. A target
+// that cannot invalidate all keeps its ids and groups: they are still
+// applied, and the applier reports the all it could not do.
 func (b *batch) invalidateAll(t int) {
+	if b.limits[t] == 0 {
+		b.work[t].all = true
+		return
+	}
 	b.work[t] = work{all: true}
+}
+
+// whole reports whether target t's whole keyspace goes, so that ids and
+// groups need not be kept.
+func (b *batch) whole(t int) bool {
+	return b.work[t].all && b.limits[t] > 0
 }
 
 // bound turns target t's work into all once it holds more than its limit.
@@ -57,11 +71,10 @@ func (b *batch) bound(t int) {
 func (b *batch) merge(o *batch) {
 	for t := range o.work {
 		src := &o.work[t]
-		switch {
-		case src.all:
+		if src.all {
 			b.invalidateAll(t)
-			continue
-		case b.work[t].all:
+		}
+		if b.whole(t) {
 			continue
 		}
 		dst := &b.work[t]

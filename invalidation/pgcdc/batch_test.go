@@ -42,6 +42,15 @@ func TestBatchMergeAndBound(t *testing.T) {
 	if !a.work[1].all || a.empty() {
 		t.Fatalf("merging an all: %+v", a.work[1])
 	}
+	// A target that cannot invalidate all keeps what it can still do.
+	if w := a.work[1]; len(w.ids) != 101 || len(w.groups) != 1 {
+		t.Fatalf("an all on a target without InvalidateAll dropped its work: ids=%d groups=%d", len(w.ids), len(w.groups))
+	}
+	a.invalidateAll(1)
+	a.addID(1, "after")
+	if w := a.work[1]; !w.all || len(w.ids) != 102 {
+		t.Fatalf("ids after an all on a target without InvalidateAll: all=%v ids=%d", w.all, len(w.ids))
+	}
 	if !newBatch(limits).empty() {
 		t.Fatal("a new batch is not empty")
 	}

@@ -109,6 +109,44 @@ func TestTruncateInvalidatesTheKeyspace(t *testing.T) {
 	}
 }
 
+// deleteOnly is a target that can delete ids and bump groups but not
+// invalidate all: it hides the Keyspace's InvalidateAll.
+type deleteOnly struct{ k *tiered.Keyspace[string] }
+
+func (d deleteOnly) Delete(ctx context.Context, ids ...string) error { return d.k.Delete(ctx, ids...) }
+func (d deleteOnly) InvalidateGroup(ctx context.Context, g string) error {
+	return d.k.InvalidateGroup(ctx, g)
+}
+
+// A rule function that panics asks for the whole target; a target that
+// cannot invalidate all still has the transaction's other ids invalidated,
+// and the panic is counted as an error.
+func TestPanickingRuleKeepsTheOtherIDsOfATargetWithoutInvalidateAll(t *testing.T) {
+	dsn := newDB(t)
+	db := pool(t, dsn)
+	sqlExec(t, db, itemsSchema)
+	sqlExec(t, db, `INSERT INTO items VALUES ('a', '1'), ('boom', '2')`)
+	rs := redistest.Start(t)
+	writer, reader := newPeer(t, rs, db), newPeer(t, rs, db)
+	ids := func(c Change) []string {
+		if c.New["id"] == "boom" {
+			panic("a rule bug")
+		}
+		return []string{c.New["id"]}
+	}
+	w := activeWatcher(t, Config{ConnString: dsn, Rules: []Rule{{Table: "items", Target: deleteOnly{writer.items}, IDs: ids}}})
+	if reader.get(t, "a") != "1" {
+		t.Fatal("row not cached")
+	}
+	// One transaction, in whichever order its rows come: the rule panics for
+	// 'boom', and the id of 'a' must still be invalidated.
+	sqlExec(t, db, `UPDATE items SET val = 'x' || val WHERE id IN ('a', 'boom')`)
+	eventually(t, propagation, "the reader sees a's new value", func() bool { return reader.get(t, "a") == "x1" })
+	if st := w.Stats(); st.Errors < 2 {
+		t.Fatalf("stats after a panicking rule on a target without InvalidateAll: %+v, want the panic and the missing all counted", st)
+	}
+}
+
 // Custom ids and groups: a rule reading other columns, with REPLICA
 // IDENTITY FULL so that Old has them; one InvalidateGroup per distinct group.
 func TestCustomIDsAndGroups(t *testing.T) {

@@ -65,7 +65,8 @@ type Invalidator interface {
 // AllInvalidator is the optional interface of targets that can invalidate
 // every value at once (*tiered.Keyspace[V] can: an epoch bump). A TRUNCATE,
 // a rule function that panics, or more pending ids than MaxPendingIDs use
-// it. A target without it logs an error for a TRUNCATE and is left as it is.
+// it. A target without it logs an error for a TRUNCATE or a rule function
+// that panics; the ids and groups known for it are still invalidated.
 type AllInvalidator interface {
 	InvalidateAll(ctx context.Context) error
 }
