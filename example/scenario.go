@@ -102,7 +102,7 @@ func run(ctx context.Context, cfg config, w io.Writer) (*result, error) {
 	}
 	defer b.close()
 	if !cfg.Embedded {
-		if err := clearLeftovers(ctx, a, cfg); err != nil {
+		if err := clearLeftovers(ctx, a); err != nil {
 			return nil, err
 		}
 	}
@@ -152,26 +152,31 @@ func cleanup(ctx context.Context, addr string) (int, error) {
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
 	n := 0
+	var batch []string
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
+			return fmt.Errorf("cleaning up: %w", err)
+		}
+		n, batch = n+len(batch), batch[:0]
+		return nil
+	}
 	for _, pattern := range []string{namespace + "*", "{" + namespace + "*"} {
 		iter := rdb.Scan(ctx, 0, pattern, 500).Iterator()
-		var batch []string
 		for iter.Next(ctx) {
-			batch = append(batch, iter.Val())
-			if len(batch) == 500 {
-				if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
-					return n, fmt.Errorf("cleaning up: %w", err)
+			if batch = append(batch, iter.Val()); len(batch) == 500 {
+				if err := flush(); err != nil {
+					return n, err
 				}
-				n, batch = n+len(batch), batch[:0]
 			}
 		}
 		if err := iter.Err(); err != nil {
 			return n, fmt.Errorf("cleaning up: %w", err)
 		}
-		if len(batch) > 0 {
-			if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
-				return n, fmt.Errorf("cleaning up: %w", err)
-			}
-			n += len(batch)
+		if err := flush(); err != nil {
+			return n, err
 		}
 	}
 	return n, nil
@@ -193,7 +198,7 @@ func ping(ctx context.Context, addr string) error {
 
 // clearLeftovers makes whatever an interrupted earlier run left in a real
 // Redis unreachable, with one library call per keyspace: InvalidateAll.
-func clearLeftovers(ctx context.Context, r *replica, cfg config) error {
+func clearLeftovers(ctx context.Context, r *replica) error {
 	for _, err := range []error{r.users.InvalidateAll(ctx), r.products.InvalidateAll(ctx), r.search.InvalidateAll(ctx)} {
 		if err != nil {
 			return fmt.Errorf("clearing earlier runs: %w", err)

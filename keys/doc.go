@@ -11,6 +11,6 @@
 // ({...}) so that keys touched together by one Lua script or MULTI, such as a
 // value key and its lease key, land in the same slot. Because user parts can
 // never contain braces, a key the library derives with a brace (VersionKey,
-// LeaseKey) cannot collide with a user key, and Slot can predict where every
-// key lives.
+// LeaseKey) cannot collide with a user key, and remote.Slot can predict
+// where every key lives.
 package keys

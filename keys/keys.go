@@ -222,7 +222,8 @@ func VersionKey(ns, group string) string {
 // LeaseKey returns the key of the lease that guards the fill of valueKey:
 // "{" + valueKey + "}:lease". A valid valueKey contains no braces, so Redis
 // Cluster hashes the lease key by its hash tag, which is valueKey itself:
-// Slot(LeaseKey(k)) == Slot(k), and one Lua script or MULTI may touch both.
+// remote.Slot(LeaseKey(k)) == remote.Slot(k), and one Lua script or MULTI
+// may touch both.
 // valueKey must be non-empty and brace-free (Validate or Join ensure it).
 func LeaseKey(valueKey string) string {
 	return "{" + valueKey + "}" + Sep + "lease"

@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -123,20 +124,28 @@ func IsFailure(err error) bool {
 	}
 	var re redis.Error
 	if errors.As(err, &re) {
-		msg := re.Error()
-		for _, p := range []string{"LOADING", "BUSY", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "TRYAGAIN"} {
-			if strings.HasPrefix(msg, p) {
-				return true
-			}
-		}
-		return false
+		return hasPrefix(re.Error(), unavailableReplies)
 	}
 	return true
 }
 
+// unavailableReplies are the error replies of a server that cannot serve
+// now: busy, loading, or without a master.
+var unavailableReplies = []string{"LOADING", "BUSY", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "TRYAGAIN"}
+
 // transientReplies are the error replies of a server that is busy, loading,
 // failing over or full: the same call may succeed later.
-var transientReplies = []string{"LOADING", "BUSY", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "TRYAGAIN", "OOM", "NOSCRIPT", "MOVED", "ASK"}
+var transientReplies = append(slices.Clone(unavailableReplies), "OOM", "NOSCRIPT", "MOVED", "ASK")
+
+// hasPrefix reports whether msg starts with one of prefixes.
+func hasPrefix(msg string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
 
 // IsPermanent tells an error that retrying cannot cure (an ACL refusal, a
 // wrong password, a script Redis refuses, a key of another type) from a
@@ -147,13 +156,7 @@ func IsPermanent(err error) bool {
 	if err == nil || errors.Is(err, redis.Nil) || !errors.As(err, &re) {
 		return false
 	}
-	msg := re.Error()
-	for _, p := range transientReplies {
-		if strings.HasPrefix(msg, p) {
-			return false
-		}
-	}
-	return true
+	return !hasPrefix(re.Error(), transientReplies)
 }
 
 // PermissionHint explains a permanent error in terms of what the Redis user

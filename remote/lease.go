@@ -49,8 +49,9 @@ type LeaseRequest struct {
 func (s *Store) GetOrLease(ctx context.Context, ls []Lease, r LeaseRequest) (out []LeaseResult, err error) {
 	return guarded(s, ctx, s.opts.ReadTimeout, func(ctx context.Context) ([]LeaseResult, error) {
 		calls := make([]scriptCall, len(ls))
+		args := []interface{}{r.Token, ms(r.TTL)} // shared: a command copies its args
 		for i, l := range ls {
-			calls[i] = scriptCall{getOrLeaseScript, []string{l.Key, l.Lease}, []interface{}{r.Token, ms(r.TTL)}}
+			calls[i] = scriptCall{getOrLeaseScript, []string{l.Key, l.Lease}, args}
 		}
 		cmds, err := s.runPipelined(ctx, calls)
 		if err != nil {
@@ -102,8 +103,9 @@ func leaseResult(c *redis.Cmd) (LeaseResult, error) {
 func (s *Store) ReleaseLeases(ctx context.Context, leases []string, token string) error {
 	return guardedErr(s, ctx, s.opts.WriteTimeout, func(ctx context.Context) error {
 		calls := make([]scriptCall, len(leases))
+		args := []interface{}{token} // shared: a command copies its args
 		for i, l := range leases {
-			calls[i] = scriptCall{releaseScript, []string{l}, []interface{}{token}}
+			calls[i] = scriptCall{releaseScript, []string{l}, args}
 		}
 		_, err := s.runPipelined(ctx, calls)
 		return err

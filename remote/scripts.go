@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -58,15 +59,24 @@ if refused then return r.err end
 return 1
 `)
 
+// envelopeLua defines isEnvelope(v): whether v can be an envelope of this
+// format (long enough, this magic and format version; see envelope.go).
+// Lua strings count from 1, so byte 0 of the layout is string.byte(v, 1).
+var envelopeLua = fmt.Sprintf(`
+local function isEnvelope(v)
+  return string.len(v) >= %d and string.byte(v, 1) == %d and string.byte(v, 2) == %d
+end
+`, EnvelopeOverhead, envMagic, envVersion)
+
 // olderLua defines older(key, version): whether the envelope at key holds
 // a newer version than version (8 big-endian bytes, so string order is
-// numeric order; "" compares nothing). The version is at bytes 16..23 of a
-// format-2 envelope (see envelope.go).
-const olderLua = `
+// numeric order; "" compares nothing). The version is at bytes 16..23 (in
+// Lua's counting) of the envelope.
+var olderLua = envelopeLua + `
 local function older(key, version)
   if version == '' then return false end
   local cur = redis.call('GET', key)
-  if not cur or string.len(cur) < 31 or string.byte(cur, 1) ~= 0xC4 or string.byte(cur, 2) ~= 2 then return false end
+  if not cur or not isEnvelope(cur) then return false end
   return string.sub(cur, 16, 23) > version
 end
 `
@@ -183,10 +193,10 @@ return v
 // ARGV[1] lease token, ARGV[2] lease TTL in ms
 // Returns {1, value} (fresh), {2, stale-or-nothing} (lease taken) or
 // {3, stale-or-nothing} (lease held by another).
-var getOrLeaseScript = redis.NewScript(`
+var getOrLeaseScript = redis.NewScript(envelopeLua + `
 local v = redis.call('GET', KEYS[1])
 if v then
-  if string.len(v) < 31 or string.byte(v, 1) ~= 0xC4 or string.byte(v, 2) ~= 2 then return {1, v} end
+  if not isEnvelope(v) then return {1, v} end
   -- A negative fresh-until (top bit set) lies in the past.
   if string.byte(v, 4) < 0x80 then
     local fresh = 0

@@ -92,6 +92,8 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (out [][]byte, err e
 		if absentIsNil(err) != nil {
 			return nil, err
 		}
+		// Pipelined reports the first command's error, which may be an
+		// absent key ahead of a real failure: each reply is looked at.
 		out := make([][]byte, len(keys))
 		for i, c := range cmds {
 			v, err := c.Result()
@@ -170,21 +172,15 @@ func (s *Store) Fill(ctx context.Context, fills []Write) error {
 		if len(fills) == 1 {
 			return s.rdb.Set(ctx, fills[0].Key, fills[0].Env, fills[0].TTL).Err()
 		}
-		cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		// Pipelined returns the first command's error, and a SET without
+		// NX has no "absent" reply to skip over.
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, f := range fills {
 				p.Set(ctx, f.Key, f.Env, f.TTL)
 			}
 			return nil
 		})
-		if err != nil {
-			return err
-		}
-		for _, c := range cmds {
-			if err := c.Err(); err != nil {
-				return err
-			}
-		}
-		return nil
+		return err
 	})
 }
 
@@ -203,11 +199,8 @@ func (s *Store) Delete(ctx context.Context, batches []DeleteBatch) error {
 		for i, b := range batches {
 			calls[i] = scriptCall{delScript, b.Keys, []interface{}{s.opts.Channel, b.Msg}}
 		}
-		cmds, err := s.runPipelined(ctx, calls)
-		if err != nil {
-			return err
-		}
-		return firstErr(cmds)
+		_, err := s.runPipelined(ctx, calls) // it returns the first command's error
+		return err
 	})
 }
 

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/tiercache/tiercache/keys"
@@ -79,8 +80,18 @@ func FuzzSlot(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if got := Slot(s); got >= SlotCount {
+		got := Slot(s)
+		if got >= SlotCount {
 			t.Fatalf("Slot(%q) = %d, out of range", s, got)
+		}
+		// The cluster spec: a key with a non-empty tag (between its first
+		// "{" and the first "}" after it) is hashed by the tag alone.
+		if open := strings.IndexByte(s, '{'); open >= 0 {
+			if n := strings.IndexByte(s[open+1:], '}'); n > 0 {
+				if tag := s[open+1 : open+1+n]; Slot(tag) != got {
+					t.Fatalf("Slot(%q) = %d, Slot of its tag %q = %d", s, got, tag, Slot(tag))
+				}
+			}
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,6 +31,15 @@ type Version struct {
 	Prefix []byte
 }
 
+// keys are the scripts' KEYS: the version key, and its incarnation key
+// when the incarnation is checked.
+func (v Version) keys() []string {
+	if v.Incarnation == "" {
+		return []string{v.Key}
+	}
+	return []string{v.Key, v.IncarnationKey}
+}
+
 // VersionRead is what Version found.
 type VersionRead struct {
 	Version uint64
@@ -41,11 +51,7 @@ type VersionRead struct {
 // another incarnation of the server's data.
 func (s *Store) Version(ctx context.Context, v Version) (VersionRead, error) {
 	return guarded(s, ctx, s.opts.ReadTimeout, func(ctx context.Context) (VersionRead, error) {
-		keys := []string{v.Key}
-		if v.Incarnation != "" {
-			keys = append(keys, v.IncarnationKey)
-		}
-		r, err := s.runFlagged(ctx, versionScript, keys, v.Incarnation, v.Floor, s.opts.Channel, v.Prefix).Int64Slice()
+		r, err := s.runFlagged(ctx, versionScript, v.keys(), v.Incarnation, v.Floor, s.opts.Channel, v.Prefix).Int64Slice()
 		if err != nil {
 			return VersionRead{}, err
 		}
@@ -60,11 +66,7 @@ func (s *Store) Version(ctx context.Context, v Version) (VersionRead, error) {
 // and publishes it, atomically. It returns the new version.
 func (s *Store) Bump(ctx context.Context, v Version) (uint64, error) {
 	return guarded(s, ctx, s.opts.WriteTimeout, func(ctx context.Context) (uint64, error) {
-		keys := []string{v.Key}
-		if v.Incarnation != "" {
-			keys = append(keys, v.IncarnationKey)
-		}
-		n, err := s.runFlagged(ctx, bumpScript, keys, v.Floor, s.opts.Channel, v.Prefix, v.Incarnation).Int64()
+		n, err := s.runFlagged(ctx, bumpScript, v.keys(), v.Floor, s.opts.Channel, v.Prefix, v.Incarnation).Int64()
 		return uint64(n), err
 	})
 }
@@ -126,23 +128,17 @@ func (s *Store) ServerState(ctx context.Context) (ServerState, error) {
 
 // clusterIncarnations returns the incarnation of every master.
 func clusterIncarnations(ctx context.Context, cc *redis.ClusterClient) ([]string, error) {
-	ch := make(chan string, 64)
+	var mu sync.Mutex // ForEachMaster calls fn on every master at once
+	var ids []string
 	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
 		id, _, err := nodeState(ctx, node)
 		if err == nil {
-			select {
-			case ch <- id:
-			default:
-				return fmt.Errorf("tiercache: more than %d masters", cap(ch))
-			}
+			mu.Lock()
+			ids = append(ids, id)
+			mu.Unlock()
 		}
 		return err
 	})
-	close(ch)
-	var ids []string
-	for id := range ch {
-		ids = append(ids, id)
-	}
 	return ids, err
 }
 

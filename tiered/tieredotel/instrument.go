@@ -6,6 +6,7 @@ package tieredotel
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -32,7 +33,7 @@ func Instrument(c *tiered.Client, opts ...Option) error {
 		return err
 	}
 	all := make([]metric.Observable, 0, len(keyspace)+len(shared))
-	for _, in := range append(append([]instrument(nil), keyspace...), shared...) {
+	for _, in := range slices.Concat(keyspace, shared) {
 		all = append(all, in.observable())
 	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {

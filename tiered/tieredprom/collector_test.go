@@ -122,8 +122,11 @@ func TestCollectorExportsEveryField(t *testing.T) {
 
 	// The values a reader of the dashboard would check, written out.
 	for name, want := range map[string]float64{
-		"tiercache_local_hits_total": 4, "tiercache_loads_total": 3, // 3 hits and the negative one "tiercache_negative_hits_total": 1,
-		"tiercache_local_entries": 4, "tiercache_sets_total": 1,
+		"tiercache_local_hits_total":    4, // 3 hits and the negative one
+		"tiercache_negative_hits_total": 1,
+		"tiercache_loads_total":         3,
+		"tiercache_local_entries":       4,
+		"tiercache_sets_total":          1,
 	} {
 		if got := value(series(t, fams, name, map[string]string{"keyspace": "user"})); got != want {
 			t.Errorf("%s{keyspace=\"user\"} = %v, want %v", name, got, want)
