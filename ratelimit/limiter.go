@@ -33,7 +33,6 @@ type Limiter struct {
 // request is one call, checked: it travels from validation to Redis and,
 // when Redis cannot be asked, to the local state.
 type request struct {
-	key      string // the caller's key
 	redisKey string // "<Prefix>:{<key>}:<algorithm>"
 	limit    Limit  // normalized: defaults applied
 	n        int
@@ -162,5 +161,5 @@ func (l *Limiter) request(ctx context.Context, key string, limit Limit, n int) (
 	if err := ctx.Err(); err != nil {
 		return request{}, err
 	}
-	return request{key: key, redisKey: redisKey(l.opts.Prefix, key, limit.Algorithm), limit: limit, n: n}, nil
+	return request{redisKey: redisKey(l.opts.Prefix, key, limit.Algorithm), limit: limit, n: n}, nil
 }

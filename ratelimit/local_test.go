@@ -107,7 +107,7 @@ func TestLocalMemoryBound(t *testing.T) {
 	limit := Limit{Rate: 10, Period: time.Second, Burst: 10}
 	req := func(i int) request {
 		key := fmt.Sprintf("k%d", i)
-		return request{key: key, redisKey: redisKey("p", key, GCRA), limit: limit, n: 1}
+		return request{redisKey: redisKey("p", key, GCRA), limit: limit, n: 1}
 	}
 	for i := 0; i < 10000; i++ {
 		s.take(req(i), t0, false)

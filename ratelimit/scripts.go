@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/keys"
 )
 
 // Each algorithm is one Lua script over one key, "<Prefix>:{<key>}:<suffix>"
@@ -145,7 +147,7 @@ var algorithms = [...]struct {
 
 // redisKey is where the state of key under algorithm a lives.
 func redisKey(prefix, key string, a Algorithm) string {
-	return prefix + ":{" + key + "}:" + algorithms[a].suffix
+	return prefix + keys.Sep + "{" + key + "}" + keys.Sep + algorithms[a].suffix
 }
 
 // scriptArgs are the ARGV of the script of req's algorithm.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"strings"
+
+	"github.com/tiercache/tiercache/keys"
 )
 
 // Op is the kind of a row change.
@@ -72,7 +74,7 @@ type AllInvalidator interface {
 }
 
 // KeySep joins the columns of a composite primary key into one id.
-const KeySep = ":"
+const KeySep = keys.Sep
 
 // primaryKeyIDs is the default Rule.IDs: the key of New and, when present
 // and different, of Old.

@@ -128,7 +128,8 @@ func (w *Watcher) stream(conn *pgconn.PgConn) error {
 		msg, err := conn.ReceiveMessage(context.Background())
 		switch {
 		case w.ctx.Err() != nil:
-			return w.goodbye(conn)
+			w.goodbye(conn)
+			return nil
 		case pgconn.Timeout(err):
 			continue
 		case err != nil:
@@ -209,11 +210,10 @@ func (w *Watcher) confirm(conn *pgconn.PgConn, lsn uint64) error {
 
 // goodbye confirms what is applied before the connection closes at Close,
 // so that the next holder of the slot repeats as little as possible.
-func (w *Watcher) goodbye(conn *pgconn.PgConn) error {
+func (w *Watcher) goodbye(conn *pgconn.PgConn) {
 	if lsn := w.led.confirmable(); lsn > 0 {
 		_ = w.confirm(conn, lsn)
 	}
-	return nil
 }
 
 // sleep waits d or until ctx is done; false when ctx is done.

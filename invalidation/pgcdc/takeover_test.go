@@ -68,6 +68,7 @@ type child struct {
 	stdin  io.WriteCloser
 	lines  chan string
 	exited chan error
+	killed sync.Once
 }
 
 func startChild(t *testing.T, dsn, redisAddr string, env ...string) *child {
@@ -121,14 +122,15 @@ func (c *child) waitFor(t *testing.T, line string) {
 }
 
 // kill sends SIGKILL, a crash: no Close, no goodbye to PostgreSQL.
+// Killing a child that already exited does nothing; the second kill of one
+// returns at once.
 func (c *child) kill(t *testing.T) {
-	if c.cmd.ProcessState != nil {
-		return
-	}
-	_ = c.cmd.Process.Kill()
-	for range c.lines {
-	}
-	<-c.exited
+	c.killed.Do(func() {
+		_ = c.cmd.Process.Kill()
+		for range c.lines {
+		}
+		<-c.exited
+	})
 }
 
 // takeoverRun is the takeover test: a child process holds the slot, an

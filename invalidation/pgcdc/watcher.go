@@ -39,8 +39,7 @@ type Watcher struct {
 
 // boundRule is a Rule resolved against the catalog.
 type boundRule struct {
-	table  string // schema.table
-	target int    // index into Watcher.targets
+	target int // index into Watcher.targets
 	ids    func(Change) []string
 	groups func(Change) []string
 }
@@ -166,7 +165,7 @@ func (w *Watcher) bindRules(ctx context.Context, conn *pgx.Conn) ([]table, error
 			}
 			ids = primaryKeyIDs(t.key)
 		}
-		br := &boundRule{table: t.name, target: w.targetOf(r.Target, t.name), ids: ids, groups: r.Groups}
+		br := &boundRule{target: w.targetOf(r.Target, t.name), ids: ids, groups: r.Groups}
 		w.rules[t.name] = br
 		tables = append(tables, t)
 		w.warnIdentity(t, r)
@@ -179,7 +178,7 @@ func (w *Watcher) bindRules(ctx context.Context, conn *pgx.Conn) ([]table, error
 func (w *Watcher) targetOf(inv Invalidator, table string) int {
 	if reflect.TypeOf(inv).Comparable() {
 		for i, t := range w.targets {
-			if reflect.TypeOf(t.inv) == reflect.TypeOf(inv) && t.inv == inv {
+			if t.inv == inv { // false, not a panic, for values of different types
 				return i
 			}
 		}
